@@ -1,0 +1,11 @@
+"""Regular classification loss + FeatEx loss (3N classes), no StatEx."""
+from configs.variants import dataset_config
+
+
+def get_config(dataset=""):
+  config = dataset_config(dataset)
+  config.augment.statex = False
+  config.loss.classification_weight = 1.0
+  config.loss.statex_weight = 0.0
+  config.loss.featex_weight = 1.0
+  return config
