@@ -25,7 +25,7 @@ def get_config():
   config.model = ml_collections.ConfigDict()
   config.model.frame_length = 1024
   config.model.hop_length = 512
-  config.model.spectrum_bins = 144000  # first half of |FFT| of the 288,000-sample clip
+  config.model.spectrum_bins = None    # None: the first half of |FFT| (144,000 bins of 288,000)
   config.model.embedding_dim = 128     # per branch; the embedding is 2x this
   config.model.se_ratio = 16
   config.model.temporal_mean_normalisation = True  # TMN: subtract each bin's temporal mean

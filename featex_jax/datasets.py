@@ -1,0 +1,64 @@
+"""From a config to the clips it means: roots, discovery, class table and audio cache.
+
+Training, evaluation and scoring all start here, so they agree on which files exist, which
+class each training clip is, and where the decoded audio lives.
+"""
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+
+from featex_jax import pipeline
+from featex_jax import synthetic
+from featex_jax.data import classes as classes_lib
+from featex_jax.data import layout
+
+TRAIN_SPLITS = ("train", "supplemental")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSet:
+  """Clips with their decoded audio cache (same order)."""
+  clips: tuple
+  cache: pipeline.AudioCache
+
+  def __len__(self):
+    return len(self.clips)
+
+
+def data_roots(config, data_dirs=None):
+  """The roots to read; the synthetic config generates its data on first use."""
+  roots = [str(r) for r in (data_dirs or config.data.roots)]
+  if config.dataset == "synthetic" and not data_dirs:
+    for root in roots:
+      if not pathlib.Path(root).is_dir():
+        synthetic.generate(root, **config.synthetic)
+  return roots
+
+
+def discover(config, data_dirs=None, ground_truth=None):
+  roots = data_roots(config, data_dirs)
+  return roots, layout.discover(roots, ground_truth=ground_truth or config.data.ground_truth or None)
+
+
+def cache_root(config, workdir):
+  return config.data.cache_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), ".featex_cache")
+
+
+def clip_set(clips, config, workdir, progress=True):
+  cache = pipeline.open_cache([c.path for c in clips], cache_root(config, workdir),
+                              sample_rate=config.data.sample_rate, progress=progress)
+  return ClipSet(tuple(clips), cache)
+
+
+def training_clips(clips):
+  return [c for c in clips if c.split in TRAIN_SPLITS]
+
+
+def class_table(clips):
+  return classes_lib.ClassTable.from_clips(training_clips(clips))
+
+
+def class_indices(table, clips):
+  return np.asarray([table.class_index(c) for c in clips], np.int32)

@@ -1,0 +1,54 @@
+"""Train the self-supervised ASD system: `python run_train.py --dataset dcase2023`.
+
+  python run_train.py --dataset synthetic --workdir runs/demo
+  python run_train.py --dataset dcase2023 --data_dir /data/dev_data --data_dir /data/eval_data \
+      --workdir runs/dcase2023 --ensemble 5
+  python run_train.py --dataset dcase2023 --variant baseline --config.train.epochs=3
+  python run_train.py --config configs/dcase2022.py --config.augment.mixup_prob=1.0
+
+Rerunning the same command in a work directory that holds a checkpoint resumes from it.
+Multi-host: run the same command on every host with --distributed (TPU pods, SLURM, Open MPI)
+or --coordinator_address/--num_processes/--process_id.
+"""
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from featex_jax import configuration
+from featex_jax import multihost
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "dcase2023", "Use configs/<dataset>.py (dcase2023, dcase2022, synthetic).")
+flags.DEFINE_string("variant", None, "Apply configs/variants/<variant>.py (baseline, statex_only, ...).")
+flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders; default: config.data.roots.")
+flags.DEFINE_string("workdir", None, "Output folder; default runs/<dataset>[-<variant>].")
+flags.DEFINE_integer("ensemble", None, "Train K members (seeds seed..seed+K-1) into <workdir>/member_<k>.")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_bool("distributed", False, "Multi-host: let JAX find the coordinator (TPU pod, SLURM, MPI).")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
+config_flags.DEFINE_config_file("config", None, "Config file (set from --dataset/--variant when omitted).",
+                                lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  multihost.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed)
+  from featex_jax import train  # after jax.distributed.initialize
+  config = FLAGS.config
+  name = config.dataset + (f"-{FLAGS.variant}" if FLAGS.variant else "")
+  workdir = pathlib.Path(FLAGS.workdir or f"runs/{name}")
+  ensemble = FLAGS.ensemble or config.train.ensemble_size
+  for member_dir, member_config in train.ensemble_members(config, workdir, ensemble):
+    logging.info("training %s", member_dir)
+    train.train(member_config, member_dir, data_dirs=FLAGS.data_dir, progress=FLAGS.progress)
+
+
+if __name__ == "__main__":
+  app.run(main, argv=configuration.default_config_argument(sys.argv))
