@@ -12,7 +12,6 @@ error rather than silently misaligned labels.
 """
 import csv
 import dataclasses
-import io
 import os
 import re
 import shutil
@@ -63,7 +62,7 @@ class Evaluation:
   """Scores, per-section metrics (None: unlabelled) and summary figures of a whole test set."""
   sections: tuple
   metrics: dict  # (machine, section) -> metrics.SectionMetrics | None
-  summary: dict  # metrics.summarise(...), plus "official_score_ci95"
+  summary: dict  # metrics.summarise(...), plus "max_fpr" and "official_score_ci95"
 
 
 def section_id(section):
@@ -196,6 +195,7 @@ def evaluate(sections, max_fpr=metrics.MAX_FPR, ci95=True):
     results[(s.machine, s.section)] = metrics.section_metrics(
         s.scores, s.is_anomaly, s.is_target, s.decisions, max_fpr=max_fpr, name=s.name)
   summary = metrics.summarise(results)
+  summary["max_fpr"] = max_fpr
   labelled = [s for s in sections if s.is_anomaly is not None]
   summary["official_score_ci95"] = None
   if ci95 and labelled:
@@ -221,7 +221,8 @@ DEFINITIONS = {
     "auc": "AUC on all clips of the section",
     "auc_source": "official: source-domain normal clips + ALL anomalous clips of the section",
     "auc_target": "official: target-domain normal clips + ALL anomalous clips of the section",
-    "pauc": "official: all clips of the section, max FPR 0.1, McClish-corrected (sklearn)",
+    "pauc": "official: all clips of the section, up to summary.max_fpr (official 0.1), "
+            "McClish-corrected (sklearn roc_auc_score)",
     "precision/recall/f1_<domain>": "official: decisions of the domain's own clips",
     "official_score": "harmonic mean over all sections of every AUC(source), AUC(target) and pAUC",
     "hmean*/amean*": "the evaluator's harmonic/arithmetic mean rows (AUC over both domains' values)",
@@ -250,50 +251,55 @@ def write_results(path, evaluation, metadata=None):
 
 def format_table(evaluation):
   """A plain-text report for the terminal and logs; figures in percent."""
-  summary = evaluation.summary
-  out = io.StringIO()
   labelled = [(s, evaluation.metrics[(s.machine, s.section)]) for s in evaluation.sections]
   labelled = [(s, m) for s, m in labelled if m is not None]
-  if labelled:
-    header = ["machine", "sec", "AUC-S", "AUC-T", "pAUC", "AUC", "P-S", "P-T", "R-S", "R-T",
-              "F1-S", "F1-T"]
-    rows = [[s.machine, s.section] + [_pct(getattr(m, k)) for k in (
-        "auc_source", "auc_target", "pauc", "auc", "precision_source", "precision_target",
-        "recall_source", "recall_target", "f1_source", "f1_target")] for s, m in labelled]
-    out.write("Official DCASE metrics per section (%). AUC-S/AUC-T: the domain's normals + all "
-              "anomalies;\npAUC: all clips, max FPR 0.1; P/R/F1: decisions of each domain's clips.\n")
-    out.write(_grid(header, rows) + "\n\n")
-
-    header = ["machine", "AUC-S", "AUC-T", "AUC", "pAUC", "F1-S", "F1-T", "F1"]
-    rows = [[machine] + _means_row(g) for machine, g in summary["machines"].items()]
-    rows.append(["all"] + _means_row(summary["all"]))
-    out.write("Harmonic means per machine type and over all sections (%)\n")
-    out.write(_grid(header, rows) + "\n\n")
-
-    count = 3 * len(labelled)
-    out.write(f"Official score: {_pct(summary['official_score'])} (harmonic mean of {count} values: "
-              "AUC-S, AUC-T and pAUC of every section)\n")
-    if summary.get("official_score_ci95") is not None:
-      out.write(f"Official score ci95 (jackknife, evaluator's definition): "
-                f"{100 * summary['official_score_ci95']:.4f}\n")
-    out.write("\n")
-
-    authors = summary["authors"]
-    header = ["machine", "AUC-S", "pAUC-S", "AUC-T", "pAUC-T", "AUC", "pAUC"]
-    keys = ("authors_auc_source", "authors_pauc_source", "authors_auc_target",
-            "authors_pauc_target", "auc", "pauc")
-    rows = [[machine] + [_pct(a[k]) for k in keys] for machine, a in authors["machines"].items()]
-    rows.append(["all"] + [_pct(authors["all"][k]) for k in keys])
-    out.write("Authors' per-domain figures (%), NOT the official definition: each domain's own "
-              "normals and own anomalies;\nharmonic means over sections\n")
-    out.write(_grid(header, rows) + "\n")
   unlabelled = [s.name for s in evaluation.sections if evaluation.metrics[(s.machine, s.section)] is None]
+  blocks = []
+  if labelled:
+    blocks += [_sections_block(labelled, evaluation.summary["max_fpr"]),
+               _means_block(evaluation.summary, len(labelled)),
+               _authors_block(evaluation.summary["authors"])]
   if unlabelled:
-    if labelled:
-      out.write("\n")
-    out.write(f"Metrics not computed (no ground truth) for {len(unlabelled)} section(s): "
-              + ", ".join(unlabelled) + "\n")
-  return out.getvalue()
+    blocks.append(f"Metrics not computed (no ground truth) for {len(unlabelled)} section(s): "
+                  + ", ".join(unlabelled) + "\n")
+  return "\n".join(blocks)
+
+
+def _sections_block(labelled, max_fpr):
+  header = ["machine", "sec", "AUC-S", "AUC-T", "pAUC", "AUC", "P-S", "P-T", "R-S", "R-T", "F1-S", "F1-T"]
+  keys = ("auc_source", "auc_target", "pauc", "auc", "precision_source", "precision_target",
+          "recall_source", "recall_target", "f1_source", "f1_target")
+  rows = [[s.machine, s.section] + [_pct(getattr(m, k)) for k in keys] for s, m in labelled]
+  return ("Official DCASE metrics per section (%). AUC-S/AUC-T: the domain's normals + all anomalies;\n"
+          f"pAUC: all clips, max FPR {max_fpr:g}; P/R/F1: decisions of each domain's clips.\n"
+          + _grid(header, rows) + "\n")
+
+
+def _means_block(summary, n_sections):
+  header = ["machine", "AUC-S", "AUC-T", "AUC", "pAUC", "F1-S", "F1-T", "F1"]
+  groups = list(summary["machines"].items()) + [("all", summary["all"])]
+  rows = []
+  for machine, group in groups:
+    hm, src, tgt = group["hmean"], group["hmean_source"], group["hmean_target"]
+    rows.append([machine] + [_pct(v) for v in (src["auc"], tgt["auc"], hm["auc"], hm["pauc"],
+                                               src["f1"], tgt["f1"], hm["f1"])])
+  text = ("Harmonic means per machine type and over all sections (%)\n" + _grid(header, rows) + "\n\n"
+          f"Official score: {_pct(summary['official_score'])} (harmonic mean of {3 * n_sections} "
+          "values: AUC-S, AUC-T and pAUC of every section)\n")
+  if summary.get("official_score_ci95") is not None:
+    text += (f"Official score ci95 (the evaluator's jackknife): +/-{100 * summary['official_score_ci95']:.4f}"
+             " percentage points\n")
+  return text
+
+
+def _authors_block(authors):
+  header = ["machine", "AUC-S", "pAUC-S", "AUC-T", "pAUC-T", "AUC", "pAUC"]
+  keys = ("authors_auc_source", "authors_pauc_source", "authors_auc_target", "authors_pauc_target",
+          "auc", "pauc")
+  groups = list(authors["machines"].items()) + [("all", authors["all"])]
+  rows = [[machine] + [_pct(group[k]) for k in keys] for machine, group in groups]
+  return ("Authors' per-domain figures (%), NOT the official definition: each domain's own normals "
+          "and own anomalies;\nharmonic means over sections\n" + _grid(header, rows) + "\n")
 
 
 def write_plots(out_dir, evaluation, max_fpr=metrics.MAX_FPR):
@@ -315,7 +321,8 @@ def write_plots(out_dir, evaluation, max_fpr=metrics.MAX_FPR):
 def plot_roc(path, scores, is_anomaly, is_target, title="", max_fpr=metrics.MAX_FPR):
   """ROC curves of the official source and target subsets and of all clips; the pAUC range shaded."""
   from sklearn.metrics import roc_auc_score, roc_curve
-  scores, is_anomaly, is_target = np.asarray(scores), np.asarray(is_anomaly, bool), np.asarray(is_target, bool)
+  scores = np.asarray(scores)
+  is_anomaly, is_target = np.asarray(is_anomaly, bool), np.asarray(is_target, bool)
   fig, ax = _figure(1)
   ax = ax[0]
   ax.axvspan(0, max_fpr, color="0.9", label=f"pAUC range (FPR <= {max_fpr:g})")
@@ -335,7 +342,8 @@ def plot_roc(path, scores, is_anomaly, is_target, title="", max_fpr=metrics.MAX_
 
 def plot_histograms(path, scores, is_anomaly, is_target, threshold=None, title=""):
   """Score histograms, normal vs anomalous clips, one panel per domain; the threshold marked."""
-  scores, is_anomaly, is_target = np.asarray(scores), np.asarray(is_anomaly, bool), np.asarray(is_target, bool)
+  scores = np.asarray(scores)
+  is_anomaly, is_target = np.asarray(is_anomaly, bool), np.asarray(is_target, bool)
   bins = np.histogram_bin_edges(scores, bins=30)
   fig, axes = _figure(2)
   for ax, (domain, in_domain) in zip(axes, (("source", ~is_target), ("target", is_target))):
@@ -412,11 +420,6 @@ def _figure(panels):
 def _save(fig, path):
   with files.atomic_open(path, "wb") as f:
     fig.savefig(f, format="png", dpi=100)
-
-
-def _means_row(group):
-  hm, src, tgt = group["hmean"], group["hmean_source"], group["hmean_target"]
-  return [_pct(v) for v in (src["auc"], tgt["auc"], hm["auc"], hm["pauc"], src["f1"], tgt["f1"], hm["f1"])]
 
 
 def _pct(value):
