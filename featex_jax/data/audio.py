@@ -1,0 +1,143 @@
+"""Reading a clip as the model sees it: float32 mono at 16 kHz, then tiled and cut to a fixed length.
+
+Decoding (`load_audio`) and cutting (`fit_length`) are separate so that a pipeline can decode
+each clip once and cut it either once (the reference: a random offset drawn at load time) or
+afresh every epoch (`random_offset` per epoch).
+"""
+import concurrent.futures
+import dataclasses
+import os
+import struct
+import warnings
+
+import numpy as np
+import soundfile
+
+from featex_jax.data.errors import DataError, SilentClipWarning, SkippedClipsWarning, listing
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+  frames: int
+  sample_rate: int
+  channels: int
+  format: str     # 'WAV', 'FLAC', ...
+  subtype: str    # 'PCM_16', 'FLOAT', ...
+
+  @property
+  def duration(self):
+    return self.frames / self.sample_rate
+
+
+def _wav_data_shortfall(path):
+  """Bytes missing from a RIFF/WAVE file's data chunk (0 when complete or not a plain RIFF file).
+
+  libsndfile silently reads what is there when a WAV file is cut short, so a clip truncated by
+  an interrupted download or copy would pass unnoticed without this check.
+  """
+  size = os.path.getsize(path)
+  with open(path, "rb") as f:
+    riff = f.read(12)
+    if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+      return 0
+    while True:
+      chunk = f.read(8)
+      if len(chunk) < 8:
+        return 0
+      chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+      if chunk_id == b"data":
+        return max(0, chunk_size - (size - f.tell())) if chunk_size != 0xFFFFFFFF else 0
+      f.seek(chunk_size + (chunk_size & 1), os.SEEK_CUR)
+
+
+def read_header(path):
+  """The clip's header (fast: no decoding); DataError when the file is empty, unreadable or truncated."""
+  path = os.fspath(path)
+  try:
+    if os.path.getsize(path) == 0:
+      raise DataError(f"{path}: empty file (0 bytes)")
+    info = soundfile.info(path)
+    shortfall = _wav_data_shortfall(path)
+  except DataError:
+    raise
+  except (soundfile.SoundFileError, OSError) as e:
+    raise DataError(f"{path}: cannot read audio ({e})") from None
+  if shortfall:
+    raise DataError(f"{path}: truncated file, {shortfall} bytes of audio data missing")
+  if info.frames <= 0:
+    raise DataError(f"{path}: no samples")
+  return Header(int(info.frames), int(info.samplerate), int(info.channels), info.format, info.subtype)
+
+
+def load_audio(path, sample_rate=16000):
+  """float32 mono samples at `sample_rate`: channels averaged (librosa.to_mono), other rates resampled (soxr_hq).
+
+  Computed in float64 and rounded once to float32, as the reference's soundfile read then cast.
+  DataError for an unreadable, truncated or empty file and for NaN/Inf samples; a warning
+  (SilentClipWarning) for a clip whose samples are all zero.
+  """
+  path = os.fspath(path)
+  header = read_header(path)
+  try:
+    data, rate = soundfile.read(path, dtype="float64", always_2d=True)
+  except (soundfile.SoundFileError, OSError) as e:
+    raise DataError(f"{path}: cannot decode audio ({e})") from None
+  if data.shape[0] != header.frames:
+    raise DataError(f"{path}: truncated file, header says {header.frames} frames, decoded {data.shape[0]}")
+  bad = int(np.count_nonzero(~np.isfinite(data)))
+  if bad:
+    raise DataError(f"{path}: {bad} NaN or Inf sample(s)")
+  wav = data.mean(axis=1)
+  if not wav.any():
+    warnings.warn(f"{path}: every sample is zero (a silent clip)", SilentClipWarning, stacklevel=2)
+  if rate != sample_rate:
+    import librosa  # only when needed: it is slow to import
+    wav = librosa.resample(wav, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+  return wav.astype(np.float32)
+
+
+def max_offset(n_samples, length):
+  """Largest cut offset into the clip tiled ceil(length / n_samples) times."""
+  if n_samples <= 0:
+    raise ValueError(f"a clip needs at least one sample, got {n_samples}")
+  return -(-length // n_samples) * n_samples - length
+
+
+def random_offset(rng, n_samples, length):
+  """A cut offset uniform over [0, max_offset] (inclusive), as the reference's adjust_size draws it."""
+  return int(rng.integers(0, max_offset(n_samples, length) + 1))
+
+
+def fit_length(wav, length, offset):
+  """The clip tiled ceil(length / n) times and cut to [offset, offset + length): the reference's adjust_size."""
+  if not 0 <= offset <= max_offset(len(wav), length):
+    raise ValueError(f"offset {offset} outside [0, {max_offset(len(wav), length)}] for a clip of {len(wav)} samples")
+  return np.tile(wav, -(-length // len(wav)))[offset:offset + length]
+
+
+def validate_clips(clips, skip_bad=False, decode=False, sample_rate=16000, workers=4):
+  """The clips whose files are usable, in order.
+
+  Reads every header (fast); with `decode=True` also decodes every clip, which finds NaN/Inf
+  samples too. A bad clip raises one DataError listing every bad file, or with `skip_bad`
+  is left out, with one SkippedClipsWarning listing every skipped file and the count.
+  """
+  def problem(clip):
+    try:
+      load_audio(clip.path, sample_rate) if decode else read_header(clip.path)
+    except DataError as e:
+      return str(e)
+    return None
+
+  with warnings.catch_warnings(), concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    if decode:
+      warnings.simplefilter("ignore", SilentClipWarning)   # silent clips are usable; decode only checks
+    problems = list(pool.map(problem, clips))
+  bad = [p for p in problems if p]
+  if not bad:
+    return list(clips)
+  headline = f"{len(bad)} of {len(clips)} clips are unusable"
+  if not skip_bad:
+    raise DataError(listing(headline + " (set skip_bad to leave them out)", bad, limit=len(bad)))
+  warnings.warn(listing(headline + "; skipped", bad, limit=len(bad)), SkippedClipsWarning, stacklevel=2)
+  return [c for c, p in zip(clips, problems) if not p]

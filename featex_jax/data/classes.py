@@ -1,0 +1,123 @@
+"""Training classes (machine, section, attribute string, domain) and scoring groups (machine, section).
+
+The order is the reference's: sklearn's LabelEncoder over the strings
+'<machine>_<section>###<attributes>###<domain == source>', i.e. the sorted order of those
+strings (so 'False' = target sorts before 'True' = source). A class table is saved with every
+run so that the rows of a checkpoint's heads map back to names.
+"""
+import dataclasses
+
+from featex_jax.data.errors import DataError, listing
+
+TRAINING_SPLITS = ("train", "supplemental")
+_FORMAT = "featex_jax.class_table/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassKey:
+  machine: str
+  section: str
+  attributes: str
+  domain: str
+
+  @property
+  def group(self):
+    return (self.machine, self.section)
+
+  @property
+  def name(self):
+    """The reference's label string; its sorted order is the class order."""
+    return f"{self.machine}_{self.section}###{self.attributes}###{self.domain == 'source'}"
+
+
+def class_key(clip):
+  if clip.domain not in ("source", "target"):
+    raise DataError(f"{clip.path}: no domain known, so it has no training class (an unlabelled evaluation clip?)")
+  return ClassKey(clip.machine, clip.section, clip.attributes, clip.domain)
+
+
+def training_clips(clips):
+  return [c for c in clips if c.split in TRAINING_SPLITS]
+
+
+def _group_name(group):
+  return f"{group[0]}_{group[1]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassTable:
+  """N training classes and the (machine, section) groups, both in the reference's order."""
+  classes: tuple   # of ClassKey
+  groups: tuple    # of (machine, section)
+
+  def __post_init__(self):
+    if list(self.classes) != sorted(set(self.classes), key=lambda k: k.name):
+      raise DataError("class table: classes must be distinct and sorted by their reference name")
+    if list(self.groups) != sorted({k.group for k in self.classes}, key=_group_name):
+      raise DataError("class table: groups must be the sorted (machine, section) pairs of its classes")
+    object.__setattr__(self, "_class_index", {k: i for i, k in enumerate(self.classes)})
+    object.__setattr__(self, "_group_index", {g: i for i, g in enumerate(self.groups)})
+
+  @classmethod
+  def from_clips(cls, clips):
+    """One class per distinct (machine, section, attributes, domain) of `clips`.
+
+    Pass the training clips of all roots (`training_clips`); the reference also adds the
+    development test clips' keys to its encoder, which a caller can reproduce by passing them.
+    """
+    keys = {class_key(c) for c in clips}
+    if not keys:
+      raise DataError("no clips to build training classes from")
+    return cls(tuple(sorted(keys, key=lambda k: k.name)), tuple(sorted({k.group for k in keys}, key=_group_name)))
+
+  @property
+  def n_classes(self):
+    return len(self.classes)
+
+  @property
+  def n_groups(self):
+    return len(self.groups)
+
+  @property
+  def class_names(self):
+    return [k.name for k in self.classes]
+
+  def class_index(self, clip):
+    key = class_key(clip)
+    if key not in self._class_index:
+      raise DataError(f"{clip.path}: class {key.name!r} is not one of the {self.n_classes} training classes")
+    return self._class_index[key]
+
+  def group_index(self, clip):
+    if clip.group not in self._group_index:
+      raise DataError(f"{clip.path}: machine {clip.machine} section {clip.section} has no training clips")
+    return self._group_index[clip.group]
+
+  def class_groups(self):
+    """Group index of every class, in class order."""
+    return [self._group_index[k.group] for k in self.classes]
+
+  def to_dict(self):
+    return {"format": _FORMAT, "classes": [dataclasses.asdict(k) for k in self.classes],
+            "groups": [list(g) for g in self.groups]}
+
+  @classmethod
+  def from_dict(cls, data):
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+      raise DataError(f"not a class table (expected format {_FORMAT!r})")
+    try:
+      classes = tuple(ClassKey(**k) for k in data["classes"])
+      groups = tuple((str(m), str(s)) for m, s in data["groups"])
+    except (KeyError, TypeError, ValueError) as e:
+      raise DataError(f"malformed class table: {e}") from None
+    return cls(classes, groups)
+
+  def check_matches(self, other, this_name="this data", other_name="the checkpoint"):
+    """DataError naming every difference when `other` does not have the same classes in the same order."""
+    if self.classes == other.classes:
+      return
+    mine, theirs = set(self.classes), set(other.classes)
+    problems = [f"only in {this_name}: {k.name}" for k in self.classes if k not in theirs]
+    problems += [f"only in {other_name}: {k.name}" for k in other.classes if k not in mine]
+    raise DataError(listing(f"the training classes of {this_name} ({self.n_classes}) and {other_name} "
+                            f"({other.n_classes}) differ", problems))
