@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import soundfile
+import soxr
 
 from featex_jax.data.errors import DataError, SilentClipWarning, SkippedClipsWarning, listing
 
@@ -70,7 +71,7 @@ def read_header(path):
 
 
 def load_audio(path, sample_rate=16000):
-  """float32 mono samples at `sample_rate`: channels averaged (librosa.to_mono), other rates resampled (soxr_hq).
+  """float32 mono samples at `sample_rate`: channels averaged (librosa.to_mono), other rates resampled.
 
   Computed in float64 and rounded once to float32, as the reference's soundfile read then cast.
   DataError for an unreadable, truncated or empty file and for NaN/Inf samples; a warning
@@ -86,14 +87,21 @@ def load_audio(path, sample_rate=16000):
     raise DataError(f"{path}: truncated file, header says {header.frames} frames, decoded {data.shape[0]}")
   bad = int(np.count_nonzero(~np.isfinite(data)))
   if bad:
-    raise DataError(f"{path}: {bad} NaN or Inf sample(s)")
+    raise DataError(f"{path}: NaN or Inf samples ({bad} of {data.size})")
   wav = data.mean(axis=1)
   if not wav.any():
     warnings.warn(f"{path}: every sample is zero (a silent clip)", SilentClipWarning, stacklevel=2)
   if rate != sample_rate:
-    import librosa  # only when needed: it is slow to import
-    wav = librosa.resample(wav, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    wav = resample(wav, rate, sample_rate)
   return wav.astype(np.float32)
+
+
+def resample(wav, rate, target_rate):
+  """librosa.resample(wav, orig_sr=rate, target_sr=target_rate, res_type='soxr_hq'), without librosa's
+  seconds-long import: soxr's high-quality resampler, padded or cut to ceil(n * target_rate / rate)."""
+  resampled = soxr.resample(wav, rate, target_rate, quality="HQ")
+  length = int(np.ceil(len(wav) * (float(target_rate) / rate)))
+  return np.pad(resampled, (0, max(0, length - len(resampled))))[:length]
 
 
 def max_offset(n_samples, length):

@@ -73,7 +73,7 @@ def find_machine_folders(root):
 
 
 def _clip(path, root, machine, split):
-  parsed = names.parse(os.path.basename(path))
+  parsed = names.parse(path)
   if parsed.split is not None and parsed.split != split:
     raise DataError(f"{path}: a {parsed.split} file name in a {split} folder")
   if split == "supplemental":

@@ -48,12 +48,12 @@ def stem(file_name):
 
 
 def parse(file_name):
-  """Parses any DCASE Task 2 file name (a bare name, not a path) into a ParsedName.
+  """Parses any DCASE Task 2 file name into a ParsedName (a path is fine: errors name it as given).
 
   DCASE2020 names carry no domain: that challenge had a single domain, called 'source' here so
   that scoring treats it like every later year's source domain.
   """
-  name = stem(os.path.basename(file_name))
+  name = os.path.basename(stem(file_name))
   if match := _LABELLED.fullmatch(name):
     return ParsedName(match["section"], match["domain"], match["split"], match["label"], match["index"],
                       match["attributes"] or "")
