@@ -292,7 +292,7 @@ def main(argv=None):
     print(json.dumps(summary, indent=2))
   else:
     print(f"wrote {summary['clips']['train']} training and {summary['clips']['test']} test clips of "
-          f"{len(summary['machines'])} machine types ({', '.join(summary['machines'])}) to {summary['out_dir']}")
+          f"{len(summary['machines'])} machine type(s) ({', '.join(summary['machines'])}) to {summary['out_dir']}")
     if summary["ground_truth"]:
       print(f"ground truth: {summary['ground_truth']}")
   return 0

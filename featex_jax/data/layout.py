@@ -39,12 +39,12 @@ class Clip:
     return (self.machine, self.section)
 
 
-def is_audio(file_name):
+def _is_audio(file_name):
   return os.path.splitext(file_name)[1].lower() in names.AUDIO_EXTENSIONS
 
 
 def _audio_files(folder):
-  return sorted(e.name for e in os.scandir(folder) if e.is_file() and is_audio(e.name) and not e.name.startswith("."))
+  return sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_audio(e.name) and not e.name.startswith("."))
 
 
 def _split_folders(folder):
