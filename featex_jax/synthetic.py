@@ -272,14 +272,21 @@ def generate(out_dir, machines=3, sections=1, train_per_section=48, target_train
 
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="python -m featex_jax.synthetic",
-                                   description="Write a synthetic DCASE-format data set.")
+                                   description="Write a synthetic DCASE-format data set.",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("out", metavar="OUT", help="output folder (must not exist or be empty)")
   defaults = {p.name: p.default for p in inspect.signature(generate).parameters.values()}
-  for name in ("machines", "sections", "train_per_section", "target_train_per_section", "test_per_section",
-               "sample_rate", "seed", "workers"):
-    parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
-  parser.add_argument("--seconds", type=float, default=defaults["seconds"])
-  parser.add_argument("--layout", choices=LAYOUTS, default=defaults["layout"])
+  integers = {"machines": "machine types (per data set)", "sections": "sections per machine type",
+              "train_per_section": "source-domain training clips per section",
+              "target_train_per_section": "target-domain training clips per section",
+              "test_per_section": "test clips per section, split evenly over domain x normal/anomaly",
+              "sample_rate": "Hz", "seed": "random seed: the same seed gives the same bytes",
+              "workers": "processes rendering clips"}
+  for name, text in integers.items():
+    parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name], metavar="N", help=text)
+  parser.add_argument("--seconds", type=float, default=defaults["seconds"], help="clip length")
+  parser.add_argument("--layout", choices=LAYOUTS, default=defaults["layout"],
+                      help="dev: labelled test names; eval: anonymous names + ground truth; both: dev_data/ + eval_data/")
   parser.add_argument("--json", action="store_true", help="print the summary as JSON")
   args = vars(parser.parse_args(argv))
   as_json, out = args.pop("json"), args.pop("out")

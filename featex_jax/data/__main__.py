@@ -9,7 +9,10 @@ from featex_jax.data.errors import DataError
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m featex_jax.data", description=__doc__.split(": ", 1)[1])
+  parser = argparse.ArgumentParser(
+      prog="python -m featex_jax.data",
+      description="What a DCASE data set holds: clips, durations and sample rates per machine, section, split, "
+                  "domain and label, and the number of training classes N.")
   parser.add_argument("roots", nargs="+", metavar="ROOT", help="folders holding machine folders (any nesting)")
   parser.add_argument("--ground-truth", metavar="DIR",
                       help="folder with the official evaluator's ground_truth_data/, _domain/, _attributes/")

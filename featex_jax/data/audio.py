@@ -130,6 +130,8 @@ def validate_clips(clips, skip_bad=False, decode=False, sample_rate=16000, worke
   samples too. A bad clip raises one DataError listing every bad file, or with `skip_bad`
   is left out, with one SkippedClipsWarning listing every skipped file and the count.
   """
+  clips = list(clips)
+
   def problem(clip):
     try:
       load_audio(clip.path, sample_rate) if decode else read_header(clip.path)
@@ -143,7 +145,7 @@ def validate_clips(clips, skip_bad=False, decode=False, sample_rate=16000, worke
     problems = list(pool.map(problem, clips))
   bad = [p for p in problems if p]
   if not bad:
-    return list(clips)
+    return clips
   headline = f"{len(bad)} of {len(clips)} clips are unusable"
   if not skip_bad:
     raise DataError(listing(headline + " (set skip_bad to leave them out)", bad, limit=len(bad)))
