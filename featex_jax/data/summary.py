@@ -1,5 +1,4 @@
 """What a data set holds: counts, durations and sample rates per machine / section / split / domain / label."""
-import collections
 
 from featex_jax.data import audio
 from featex_jax.data import classes as classes_lib
