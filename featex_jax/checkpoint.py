@@ -14,6 +14,8 @@ import orbax.checkpoint as ocp
 
 from featex_jax import configuration
 from featex_jax import files
+from featex_jax.data import classes as classes_lib
+from featex_jax.data import errors
 
 # Fields that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep_checkpoints",
@@ -70,6 +72,7 @@ def read_metadata(workdir):
 
 def check_metadata(workdir, config, classes, allowed=RESUMABLE_CHANGES):
   """Raise CheckpointMismatchError naming what differs between the run in `workdir` and ours."""
+  workdir = pathlib.Path(workdir)
   saved_config, saved_classes = read_metadata(workdir)
   changed = [name for name in configuration.differences(saved_config, configuration.to_dict(config))
              if not name.startswith(allowed)]
@@ -78,11 +81,11 @@ def check_metadata(workdir, config, classes, allowed=RESUMABLE_CHANGES):
     details = "; ".join(f"{n}: checkpoint {_lookup(saved_config, n)!r} vs now {_lookup(configuration.to_dict(config), n)!r}"
                         for n in changed)
     problems.append(f"config differs from {workdir / 'config.json'} in {details}")
-  if saved_classes != classes.to_dict():
-    ours, theirs = set(map(str, classes.to_dict()["classes"])), set(map(str, saved_classes["classes"]))
-    problems.append(f"class table differs from {workdir / 'classes.json'}: "
-                    f"{len(theirs)} classes in the checkpoint, {len(ours)} in the data; "
-                    f"only in the checkpoint: {sorted(theirs - ours)[:5]}, only in the data: {sorted(ours - theirs)[:5]}")
+  try:
+    classes.check_matches(classes_lib.ClassTable.from_dict(saved_classes), "the data",
+                          str(workdir / "classes.json"))
+  except errors.DataError as error:
+    problems.append(str(error))
   if problems:
     raise CheckpointMismatchError(" and ".join(problems) + ". Use another --workdir, or the same config and data.")
 

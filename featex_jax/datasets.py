@@ -10,7 +10,6 @@ import pathlib
 import numpy as np
 
 from featex_jax import pipeline
-from featex_jax import synthetic
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import layout
 
@@ -31,6 +30,7 @@ def data_roots(config, data_dirs=None):
   """The roots to read; the synthetic config generates its data on first use."""
   roots = [str(r) for r in (data_dirs or config.data.roots)]
   if config.dataset == "synthetic" and not data_dirs:
+    from featex_jax import synthetic  # the generator is needed only for this config
     for root in roots:
       if not pathlib.Path(root).is_dir():
         synthetic.generate(root, **config.synthetic)

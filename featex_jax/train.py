@@ -96,7 +96,7 @@ def create_train_state(config, network, heads, key):
   """Initial state: Keras initialisers for the network, glorot-uniform centres, s = s_init."""
   key_model, key_centres = jax.random.split(key)
   dummy = jnp.zeros((1, config.data.clip_samples), jnp.float32)
-  variables = network.init(key_model, dummy, train=False)
+  variables = jax.jit(network.init, static_argnames="train")(key_model, dummy, train=False)  # one compile, not one per op
   n_sub = config.loss.n_subclusters
   embedding_dim = 2 * config.model.embedding_dim
   centre_keys = jax.random.split(key_centres, len(heads))

@@ -2,8 +2,12 @@
 import os
 import pathlib
 
-# Before JAX is imported anywhere: the data-parallel tests need several devices on CPU.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Before JAX is imported anywhere: the data-parallel tests need several devices on CPU, and
+# LLVM's cheapest optimisation level compiles the tests' many small programs ~40% faster
+# (code generation only: the arithmetic is the same).
+_TEST_XLA_FLAGS = ("--xla_force_host_platform_device_count=8", "--xla_backend_optimization_level=0")
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", "")] + [f for f in _TEST_XLA_FLAGS if f.split("=")[0] not in os.environ.get("XLA_FLAGS", "")]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402

@@ -1,0 +1,36 @@
+"""Evaluate trained runs: k-means scoring, official DCASE metrics, submission files, plots.
+
+  python run_eval.py --workdir runs/demo
+  python run_eval.py --workdir runs/a --workdir runs/b            # an ensemble of two runs
+  python run_eval.py --workdir runs/dcase2023 --data_dir /data/eval_data \
+      --ground_truth /data/dcase2023_task2_evaluator/ground_truth --out results/eval
+
+Writes <out>/submission/*.csv (official format), <out>/results.json, <out>/results.txt,
+<out>/plots/*.png (default out: <first workdir>/eval), and the centres and thresholds that
+`python -m featex_jax.score` reuses.
+"""
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("workdir", None, "Run folder(s); several (or one holding member_*) = an ensemble.",
+                          required=True)
+flags.DEFINE_multi_string("data_dir", None, "Data root(s); default: the runs' config.data.roots.")
+flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders.")
+flags.DEFINE_string("out", None, "Output folder; default <first workdir>/eval.")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from featex_jax import evaluate
+  from featex_jax import report
+  evaluation, out = evaluate.evaluate(FLAGS.workdir, FLAGS.data_dir, FLAGS.ground_truth, FLAGS.out,
+                                      progress=FLAGS.progress)
+  print(report.format_table(evaluation))
+  print(f"Outputs in {out}: submission/ (official CSVs), results.json, results.txt, plots/")
+
+
+if __name__ == "__main__":
+  app.run(main)
