@@ -11,6 +11,7 @@ Writes <out>/submission/*.csv (official format), <out>/results.json, <out>/resul
 """
 from absl import app
 from absl import flags
+from absl import logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run folder(s); several (or one holding member_*) = an ensemble.",
@@ -24,6 +25,8 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
   from featex_jax import evaluate
   from featex_jax import report
   evaluation, out = evaluate.evaluate(FLAGS.workdir, FLAGS.data_dir, FLAGS.ground_truth, FLAGS.out,

@@ -39,6 +39,8 @@ config_flags.DEFINE_config_file("config", None, "Config file (set from --dataset
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
   multihost.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed)
   from featex_jax import train  # after jax.distributed.initialize
   config = FLAGS.config

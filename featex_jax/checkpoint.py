@@ -27,9 +27,8 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint does not belong to the config or the data it is used with."""
 
 
-def manager(workdir, keep=3, read_only=False):
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
-                                         enable_async_checkpointing=False)
+def manager(workdir, keep=3, create=True):
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / "checkpoints", options=options)
 
 
@@ -49,7 +48,7 @@ def latest_step(workdir):
   directory = pathlib.Path(workdir) / "checkpoints"
   if not directory.is_dir():
     return None
-  return manager(workdir, read_only=True).latest_step()
+  return manager(workdir, create=False).latest_step()
 
 
 def write_metadata(workdir, config, classes):
@@ -60,20 +59,24 @@ def write_metadata(workdir, config, classes):
   files.write_json(pathlib.Path(workdir) / "classes.json", classes.to_dict())
 
 
-def read_metadata(workdir):
-  """(config dict, classes dict) of a run; a clear error when the folder holds no run."""
-  workdir = pathlib.Path(workdir)
-  paths = [workdir / "config.json", workdir / "classes.json"]
-  missing = [str(p) for p in paths if not p.is_file()]
-  if missing:
-    raise CheckpointMismatchError(f"{workdir} is not a featex-jax run: missing {', '.join(missing)}")
-  return tuple(json.loads(p.read_text()) for p in paths)
+def read_config(workdir):
+  """The config dict a run was trained with; a clear error when the folder holds no run."""
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.is_file():
+    raise CheckpointMismatchError(f"{workdir} is not a featex-jax run: {path} is missing")
+  return json.loads(path.read_text())
+
+
+def read_classes(workdir):
+  """The run's class table, or None for a converted Keras model that holds no class names."""
+  path = pathlib.Path(workdir) / "classes.json"
+  return classes_lib.ClassTable.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def check_metadata(workdir, config, classes, allowed=RESUMABLE_CHANGES):
   """Raise CheckpointMismatchError naming what differs between the run in `workdir` and ours."""
   workdir = pathlib.Path(workdir)
-  saved_config, saved_classes = read_metadata(workdir)
+  saved_config = read_config(workdir)
   changed = [name for name in configuration.differences(saved_config, configuration.to_dict(config))
              if not name.startswith(allowed)]
   problems = []
@@ -82,8 +85,9 @@ def check_metadata(workdir, config, classes, allowed=RESUMABLE_CHANGES):
                         for n in changed)
     problems.append(f"config differs from {workdir / 'config.json'} in {details}")
   try:
-    classes.check_matches(classes_lib.ClassTable.from_dict(saved_classes), "the data",
-                          str(workdir / "classes.json"))
+    saved_classes = read_classes(workdir)
+    if saved_classes is not None:
+      classes.check_matches(saved_classes, "the data", str(workdir / "classes.json"))
   except errors.DataError as error:
     problems.append(str(error))
   if problems:

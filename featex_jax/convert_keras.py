@@ -1,6 +1,11 @@
 """The authors' Keras weights (wilkinghoff/ssl4asd) -> this project's parameters.
 
-    python -m featex_jax.convert_keras WEIGHTS OUT
+    python -m featex_jax.convert_keras WEIGHTS OUT [--data_dir ROOT ...]
+
+OUT becomes a run folder (config.json, checkpoints/0) that run_eval.py and
+`python -m featex_jax.score` restore. The Keras file holds no class names: with --data_dir
+the class table is built from that data (its N must match the heads); without it,
+evaluation builds it from the data it is given and checks N then.
 
 WEIGHTS: a Keras 2 HDF5 file of the authors' model (`model.save_weights('x.h5')`, or the
 whole-model `model.save('x.h5')` their script writes), or an .npz with keys
@@ -253,26 +258,63 @@ def _lookup(tree, names):
   return tree
 
 
+KERAS_FILE = "keras.json"
+
+
+def save_checkpoint(out, converted, config=None, classes=None):
+  """Write `converted` as step 0 of a run in `out`: the parameters, heads and scales of the
+  Keras model, a fresh Adam state, the config (default: configs/dcase2023.py) and, when
+  known, the class table."""
+  import pathlib
+  from configs import dcase2023
+  from featex_jax import checkpoint
+  from featex_jax import configuration
+  from featex_jax import files
+  from featex_jax import train
+  out = pathlib.Path(out)
+  config = config or dcase2023.get_config()
+  config.data.clip_samples = converted["clip_samples"]
+  n_classes = converted["n_classes"]
+  if classes is not None and classes.n_classes != n_classes:
+    raise KerasWeightsError(f"the data has {classes.n_classes} training classes, the Keras heads {n_classes}")
+  heads = train.heads_for(config, n_classes)
+  centres = {h.name: jnp.asarray(converted["heads"][h.name]) for h in heads}
+  params = {"backbone": jax.tree.map(jnp.asarray, converted["params"]), "centres": centres}
+  state = train.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=jax.tree.map(jnp.asarray, converted["batch_stats"]),
+      opt_state=train.make_optimizer(config, heads).init(params),
+      scales={h.name: jnp.float32(converted["scales"][h.name]) for h in heads})
+  checkpoint.save(checkpoint.manager(out), 0, state)
+  files.write_json(out / "config.json", configuration.to_dict(config))
+  files.write_json(out / KERAS_FILE, {"n_classes": n_classes, "unused": converted["unused"]})
+  if classes is not None:
+    files.write_json(out / "classes.json", classes.to_dict())
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("weights", help="Keras .h5 weights of the authors' model, or a golden .npz")
-  parser.add_argument("out", help="checkpoint directory to write")
+  parser.add_argument("out", help="run folder to write (config.json, checkpoints/)")
   parser.add_argument("--clip-samples", type=int, default=288000,
                       help="clip length the reference was trained on (sets the first spectrum Dense)")
+  parser.add_argument("--data_dir", action="append", help="data root(s) whose training classes name the heads")
   args = parser.parse_args(argv)
   try:
     converted = convert(args.weights, clip_samples=args.clip_samples)
-  except KerasWeightsError as e:
+    converted["clip_samples"] = args.clip_samples
+    classes = None
+    if args.data_dir:
+      from featex_jax.data import classes as classes_lib
+      from featex_jax.data import layout
+      classes = classes_lib.ClassTable.from_clips(classes_lib.training_clips(layout.discover(args.data_dir)))
+    n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
+    print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
+          f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
+    for key in converted["unused"]:
+      print(f"unused Keras weight: {key}")
+    save_checkpoint(args.out, converted, classes=classes)
+  except (KerasWeightsError, ValueError) as e:
     sys.exit(f"error: {e}")
-  n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
-  print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
-        f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
-  for key in converted["unused"]:
-    print(f"unused Keras weight: {key}")
-  from featex_jax import checkpoint
-  if not hasattr(checkpoint, "save_converted"):
-    sys.exit("error: featex_jax.checkpoint.save_converted is missing: cannot write the checkpoint")
-  checkpoint.save_converted(args.out, converted)
   print(f"wrote {args.out}")
 
 

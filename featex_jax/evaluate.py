@@ -5,6 +5,7 @@ stores (`scoring.json`, and `centres.npz` in each member's work directory) to sc
 recordings without embedding the training set again.
 """
 import dataclasses
+import json
 import logging
 import pathlib
 
@@ -49,12 +50,24 @@ def member_dirs(workdirs):
   return members
 
 
-def load_member(workdir):
-  """Restore the latest checkpoint of a run with the structure its own config implies."""
+def load_member(workdir, data_classes):
+  """Restore the latest checkpoint of a run with the structure its own config implies.
+
+  `data_classes` is the class table of the data being scored; a run trained here must have
+  the same, a converted Keras model (no class names) the same number of classes.
+  """
   workdir = pathlib.Path(workdir)
-  config_dict, classes_dict = checkpoint.read_metadata(workdir)
-  config = configuration.from_dict(config_dict)
-  classes = classes_lib.ClassTable.from_dict(classes_dict)
+  config = configuration.from_dict(checkpoint.read_config(workdir))
+  classes = checkpoint.read_classes(workdir)
+  if classes is None:
+    keras = workdir / "keras.json"
+    n_classes = json.loads(keras.read_text())["n_classes"] if keras.is_file() else None
+    if n_classes != data_classes.n_classes:
+      raise checkpoint.CheckpointMismatchError(
+          f"{workdir} has no classes.json and its heads have {n_classes} classes; the data has {data_classes.n_classes}")
+    classes = data_classes
+  else:
+    _check_classes(data_classes, "the data", workdir, classes)
   step = checkpoint.latest_step(workdir)
   if step is None:
     raise checkpoint.CheckpointMismatchError(f"{workdir / 'checkpoints'} holds no checkpoint: train first")
@@ -64,7 +77,7 @@ def load_member(workdir):
   device = NamedSharding(train_lib.data_mesh(jax.local_devices()[:1]), P())
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
   try:
-    state = checkpoint.restore(checkpoint.manager(workdir, read_only=True), target, step)
+    state = checkpoint.restore(checkpoint.manager(workdir, create=False), target, step)
   except Exception as error:  # orbax reports mismatches deep inside; name the run instead
     raise checkpoint.CheckpointMismatchError(
         f"checkpoint {workdir / 'checkpoints' / str(step)} does not match {workdir / 'config.json'}: {error}") from error
@@ -90,7 +103,8 @@ def embed_clip_set(member, clip_set, batch_size, progress=True):
   fn = embedding_fn(member.network, member.config.data.clip_samples, mesh)
   variables = jax.device_put(member.variables, NamedSharding(mesh, P()))
   cache = clip_set.cache
-  offsets = pipeline.clip_offsets(cache.lengths, member.config.data.clip_samples, member.config.seed)
+  offsets = pipeline.clip_offsets([pipeline.clip_key(c) for c in clip_set.clips], cache.lengths,
+                                  member.config.data.clip_samples, member.config.seed)
   order = np.arange(len(cache))
   index_batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
   reader = pipeline.BatchReader(cache, np.zeros(len(cache), np.int32))
@@ -115,17 +129,9 @@ def group_key(group):
   return f"{machine}__section_{section}"
 
 
-def load_members(workdirs):
-  """Every member of the given runs; they must share one class table."""
-  members = [load_member(d) for d in member_dirs(workdirs)]
-  for other in members[1:]:
-    _check_classes(other.classes, str(other.workdir / "classes.json"), members[0])
-  return members
-
-
-def _check_classes(classes, name, member):
+def _check_classes(classes, name, workdir, saved):
   try:
-    classes.check_matches(member.classes, name, str(member.workdir / "classes.json"))
+    classes.check_matches(saved, name, str(pathlib.Path(workdir) / "classes.json"))
   except errors.DataError as error:
     raise checkpoint.CheckpointMismatchError(str(error)) from None
 
@@ -145,10 +151,11 @@ def _section_truth(clips, name):
 def evaluate(workdirs, data_dirs=None, ground_truth=None, out=None, progress=True):
   """Score every test clip with the (ensemble of) runs, write the outputs, return the Evaluation."""
   from featex_jax import report
-  members = load_members(workdirs)
-  config = members[0].config
+  directories = member_dirs(workdirs)
+  config = configuration.from_dict(checkpoint.read_config(directories[0]))
   roots, all_clips = datasets.discover(config, data_dirs, ground_truth)
-  _check_classes(datasets.class_table(all_clips), "the data", members[0])
+  data_classes = datasets.class_table(all_clips)
+  members = [load_member(d, data_classes) for d in directories]
   train_clips = datasets.training_clips(all_clips)
   test_clips = [c for c in all_clips if c.split == "test"]
   unseen = sorted({c.group for c in test_clips} - {c.group for c in train_clips})
@@ -193,6 +200,7 @@ def evaluate(workdirs, data_dirs=None, ground_truth=None, out=None, progress=Tru
                                          threshold))
   files.write_json(run / SCORING_FILE, {
       "members": [str(m.workdir.resolve()) for m in members], "thresholds": thresholds,
+      "classes": data_classes.to_dict(),
       "ensemble_reduce": eval_cfg.ensemble_reduce, "threshold_percentile": eval_cfg.threshold_percentile})
 
   evaluation = report.evaluate(sections, max_fpr=eval_cfg.max_fpr)

@@ -18,6 +18,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import zlib
 
 import numpy as np
 import soundfile
@@ -121,16 +122,25 @@ def _append(out, waveform, dtype):
   return int(waveform.shape[0])
 
 
-def clip_offsets(lengths, clip_samples, seed, epoch=None):
+def clip_key(clip):
+  """What names a clip for its cut offset: the same file gets the same cut in training,
+  evaluation and `featex_jax.score`, whatever else is in the set."""
+  return f"{clip.machine}/{clip.file_name}"
+
+
+def clip_offsets(keys, lengths, clip_samples, seed, epoch=None):
   """Each clip's cut offset, uniform over [0, reps*n - clip_samples] as the reference's adjust_size.
 
-  epoch=None gives the fixed offsets the reference draws once at load time (used for training
-  by default and always for evaluation); an epoch number gives fresh offsets for that epoch.
+  A function of (seed, epoch, clip key) only. epoch=None gives the fixed offsets the reference
+  draws once at load time (training by default, evaluation always); an epoch number gives
+  fresh offsets for that epoch.
   """
-  lengths = np.asarray(lengths, np.int64)
-  reps = -(-clip_samples // lengths)
-  rng = np.random.default_rng([seed, 7919] if epoch is None else [seed, 7919, epoch + 1])
-  return (rng.random(len(lengths)) * (reps * lengths - clip_samples + 1)).astype(np.int64)
+  stream = 0 if epoch is None else epoch + 1
+  offsets = np.empty(len(keys), np.int64)
+  for i, (key, n_samples) in enumerate(zip(keys, lengths)):
+    rng = np.random.default_rng([seed, stream, zlib.crc32(key.encode())])
+    offsets[i] = audio_io.random_offset(rng, int(n_samples), clip_samples)
+  return offsets
 
 
 def epoch_order(n_clips, seed, epoch):

@@ -246,7 +246,8 @@ def train(config, workdir, data_dirs=None, progress=True):
       epoch, start = divmod(int(state.step), steps_per_epoch)
       index_batches = list(pipeline.train_index_batches(len(train_set), batch_size, config.seed, epoch, start,
                                                    jax.process_index(), jax.process_count()))
-      offsets = pipeline.clip_offsets(train_set.cache.lengths, config.data.clip_samples, config.seed,
+      offsets = pipeline.clip_offsets([pipeline.clip_key(c) for c in train_set.clips], train_set.cache.lengths,
+                                      config.data.clip_samples, config.seed,
                                       epoch if config.data.random_offset_per_epoch else None)
       epoch_metrics, started = [], time.perf_counter()
       for local in reader.batches(index_batches, [offsets[i] for i in index_batches]):
