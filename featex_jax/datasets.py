@@ -10,10 +10,9 @@ import pathlib
 import numpy as np
 
 from featex_jax import pipeline
+from featex_jax.data import audio
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import layout
-
-TRAIN_SPLITS = ("train", "supplemental")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +37,12 @@ def data_roots(config, data_dirs=None):
 
 
 def discover(config, data_dirs=None, ground_truth=None):
+  """(roots, usable clips): unreadable files are an error, or skipped with one warning
+  listing them when config.data.skip_bad_clips is set."""
   roots = data_roots(config, data_dirs)
-  return roots, layout.discover(roots, ground_truth=ground_truth or config.data.ground_truth or None)
+  clips = layout.discover(roots, ground_truth=ground_truth or config.data.ground_truth or None)
+  return roots, audio.validate_clips(clips, skip_bad=config.data.skip_bad_clips,
+                                     sample_rate=config.data.sample_rate)
 
 
 def cache_root(config, workdir):
@@ -52,12 +55,8 @@ def clip_set(clips, config, workdir, progress=True):
   return ClipSet(tuple(clips), cache)
 
 
-def training_clips(clips):
-  return [c for c in clips if c.split in TRAIN_SPLITS]
-
-
 def class_table(clips):
-  return classes_lib.ClassTable.from_clips(training_clips(clips))
+  return classes_lib.ClassTable.from_clips(classes_lib.training_clips(clips))
 
 
 def class_indices(table, clips):

@@ -156,7 +156,7 @@ def evaluate(workdirs, data_dirs=None, ground_truth=None, out=None, progress=Tru
   roots, all_clips = datasets.discover(config, data_dirs, ground_truth)
   data_classes = datasets.class_table(all_clips)
   members = [load_member(d, data_classes) for d in directories]
-  train_clips = datasets.training_clips(all_clips)
+  train_clips = classes_lib.training_clips(all_clips)
   test_clips = [c for c in all_clips if c.split == "test"]
   unseen = sorted({c.group for c in test_clips} - {c.group for c in train_clips})
   if unseen:

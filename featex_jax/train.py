@@ -35,6 +35,7 @@ from featex_jax import files
 from featex_jax import model as model_lib
 from featex_jax import objective
 from featex_jax import pipeline
+from featex_jax.data import classes as classes_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +218,7 @@ def train(config, workdir, data_dirs=None, progress=True):
   is_main = jax.process_index() == 0
   _, all_clips = datasets.discover(config, data_dirs)
   table = datasets.class_table(all_clips)
-  train_set = datasets.clip_set(datasets.training_clips(all_clips), config, workdir, progress and is_main)
+  train_set = datasets.clip_set(classes_lib.training_clips(all_clips), config, workdir, progress and is_main)
   labels = datasets.class_indices(table, train_set.clips)
   if (workdir / "config.json").is_file():
     checkpoint.check_metadata(workdir, config, table)
