@@ -12,6 +12,7 @@ def atomic_open(path, mode="w", **kwargs):
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
   try:
     with os.fdopen(fd, mode, **kwargs) as f:
       yield f
@@ -38,3 +39,9 @@ def _jsonable(value):
   if hasattr(value, "tolist"):
     return value.tolist()
   raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
