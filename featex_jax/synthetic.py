@@ -13,6 +13,7 @@ at a time (bounded memory at any size). The output folder appears only when comp
 """
 import argparse
 import concurrent.futures
+import multiprocessing
 import dataclasses
 import inspect
 import json
@@ -245,7 +246,9 @@ def generate(out_dir, machines=3, sections=1, train_per_section=48, target_train
            "both": [("dev_data", dev_types, False), ("eval_data", eval_types, True)]}[layout]
   os.makedirs(os.path.dirname(out_dir), exist_ok=True)
   staging = tempfile.mkdtemp(dir=os.path.dirname(out_dir), prefix=f".{os.path.basename(out_dir)}.")
-  pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+  # 'spawn': forking a process that has started JAX's threads can deadlock the child.
+  pool = (concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+          if workers > 1 else None)
   map_fn = (lambda fn, jobs: pool.map(fn, jobs, chunksize=8)) if pool else map
   try:
     totals = {"train": 0, "test": 0}
