@@ -239,32 +239,40 @@ def train(config, workdir, data_dirs=None, progress=True):
   metrics_log = MetricsLog(workdir / "metrics.jsonl", int(state.step), enabled=is_main)
 
   total_steps = steps_per_epoch * config.train.epochs
-  bar = tqdm.tqdm(total=total_steps, initial=int(state.step), unit="step", disable=not (progress and is_main),
+  step = int(state.step)  # tracked on the host from here: reading state.step would wait for the device
+  bar = tqdm.tqdm(total=total_steps, initial=step, unit="step", disable=not (progress and is_main),
                   desc=f"training {workdir.name}")
   every = config.train.checkpoint_every_steps
+
+  def log(record_step, metrics, epoch, epoch_metrics):
+    record = {"step": record_step, "epoch": epoch + 1, **jax.tree.map(float, jax.device_get(metrics))}
+    metrics_log.write(record)
+    epoch_metrics.append(record)
+    rate = bar.format_dict["rate"] or 0.0
+    bar.set_postfix(loss=f"{record['loss/total']:.3f}", clips_per_s=f"{rate * batch_size:.1f}")
+
   try:
-    while int(state.step) < total_steps:
-      epoch, start = divmod(int(state.step), steps_per_epoch)
+    while step < total_steps:
+      epoch, start = divmod(step, steps_per_epoch)
       index_batches = list(pipeline.train_index_batches(len(train_set), batch_size, config.seed, epoch, start,
-                                                   jax.process_index(), jax.process_count()))
+                                                        jax.process_index(), jax.process_count()))
       offsets = pipeline.clip_offsets([pipeline.clip_key(c) for c in train_set.clips], train_set.cache.lengths,
                                       config.data.clip_samples, config.seed,
                                       epoch if config.data.random_offset_per_epoch else None)
-      epoch_metrics, started = [], time.perf_counter()
+      epoch_metrics, started, pending = [], time.perf_counter(), None
       for local in reader.batches(index_batches, [offsets[i] for i in index_batches]):
-        step = int(state.step)
         state, metrics = step_fn(state, global_batch(local, mesh), step_key(config.seed, step))
         step += 1
-        if step % config.train.log_every_steps == 0 or step % steps_per_epoch == 0:
-          record = {"step": step, "epoch": epoch + 1, **jax.tree.map(float, jax.device_get(metrics))}
-          metrics_log.write(record)
-          epoch_metrics.append(record)
-          rate = bar.format_dict["rate"] or 0.0
-          bar.set_postfix(loss=f"{record['loss/total']:.3f}", clips_per_s=f"{rate * batch_size:.1f}")
+        if pending:  # the previous step's metrics, fetched while this step runs
+          log(*pending, epoch, epoch_metrics)
+        logged = step % config.train.log_every_steps == 0 or step % steps_per_epoch == 0
+        pending = (step, metrics) if logged else None
         bar.update()
         if every and step % every == 0 and step % steps_per_epoch:
           checkpoint.save(checkpoints, step, state)
-      checkpoint.save(checkpoints, int(state.step), state)
+      if pending:
+        log(*pending, epoch, epoch_metrics)
+      checkpoint.save(checkpoints, step, state)
       if is_main and epoch_metrics:
         _log_epoch(epoch + 1, config.train.epochs, epoch_metrics, time.perf_counter() - started,
                    (steps_per_epoch - start) * batch_size, bar)
