@@ -1,0 +1,96 @@
+"""Embedding (scoring) throughput in clips/s: the forward pass run_eval.py runs.
+
+Times featex_jax.evaluate.embedding_fn (the clip cut on the device from int16 stored audio,
+then the network in inference mode, embeddings [B, 256]) on random clips at the reference
+clip length. Compile time is reported apart; the batch time is the median of --steps timed
+calls after --warmup untimed ones, each waited for with block_until_ready.
+
+  python benchmarks/forward.py                       # batch 64, all devices, float32
+  python benchmarks/forward.py --batch 16 64 --dtype float32 bfloat16
+  python benchmarks/forward.py --fake-devices 8 --devices 1 8
+"""
+import statistics
+import sys
+
+import harness
+
+
+def parse_args(argv):
+  p = harness.parser(__doc__)
+  harness.add_device_options(p)
+  p.add_argument("--batch", type=int, nargs="+", default=[64], help="global batch sizes")
+  p.add_argument("--devices", type=int, nargs="+", default=None, help="device counts (first N); default: all")
+  p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                 help="network computation dtype (config.model.dtype)")
+  p.add_argument("--clip-samples", type=int, default=288000, help="model clip length (reference: 288,000 = 18 s)")
+  p.add_argument("--stored-seconds", type=float, default=10.0, help="length of the stored clips (DCASE2023: 10 s)")
+  p.add_argument("--steps", type=int, default=5, help="timed batches (median reported)")
+  p.add_argument("--warmup", type=int, default=1, help="untimed batches after compiling")
+  return p.parse_args(argv)
+
+
+def measure(args, dtype, n_devices, batch):
+  import jax
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+  from featex_jax import evaluate
+  from featex_jax import model as model_lib
+  from featex_jax import train
+  config = harness.reference_config(dtype, args.clip_samples)
+  mesh = train.data_mesh(jax.devices()[:n_devices])
+  network = model_lib.create_model(config.model)
+  heads = train.heads_for(config, 42)  # the heads do not enter the embedding
+  state = train.create_train_state(config, network, heads, jax.random.key(0))
+  variables = jax.device_put({"params": state.params["backbone"], "batch_stats": state.batch_stats},
+                             NamedSharding(mesh, P()))
+  fn = evaluate.embedding_fn(network, config.data.clip_samples, mesh)
+  host = harness.stored_batch(batch, int(args.stored_seconds * config.data.sample_rate), config.data.clip_samples, 42)
+  device_batch = train.global_batch({k: host[k] for k in ("audio", "lengths", "offsets")}, mesh)
+  inputs = (variables, device_batch["audio"], device_batch["lengths"], device_batch["offsets"])
+  compiled, compile_s = harness.compile_seconds(fn, *inputs)
+  times = harness.timed(lambda: compiled(*inputs).block_until_ready(), args.steps, args.warmup)
+  batch_s = statistics.median(times)
+  clips_per_s = batch / batch_s
+  row = {"dtype": dtype, "devices": n_devices, "batch": batch, "compile_s": round(compile_s, 1),
+         "batch_s": round(batch_s, 3), "batch_min_s": round(min(times), 3), "batch_max_s": round(max(times), 3),
+         "clips_per_s": round(clips_per_s, 2), "xla_temp_mib": harness.temp_mib(compiled)}
+  row.update(harness.per_clip_cost(compiled, batch / n_devices, clips_per_s,
+                                   harness.peak_gflops(args.peak_gflops, dtype)))
+  return row
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  other_load = harness.OtherLoad()
+  harness.set_fake_devices(args.fake_devices)
+  import jax
+  device_counts = args.devices or [jax.device_count()]
+  if max(device_counts) > jax.device_count():
+    sys.exit(f"--devices {max(device_counts)} but only {jax.device_count()} devices here (try --fake-devices)")
+  info = harness.machine()
+  print(f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
+        f"load {info['load_avg_1m']}, clip {args.clip_samples} samples")
+  rows = []
+  for dtype in args.dtype:
+    for n_devices in device_counts:
+      for batch in args.batch:
+        if batch % n_devices:
+          print(f"skipping batch {batch} on {n_devices} devices: not divisible")
+          continue
+        rows.append(measure(args, dtype, n_devices, batch))
+        print(f"  done: {rows[-1]}", flush=True)
+  print(f"peak RSS of this process: {harness.peak_rss_mib():.0f} MiB")
+  harness.print_table(rows, ["dtype", "devices", "batch", "compile_s", "batch_s", "clips_per_s",
+                             "gflop_per_clip", "mb_per_clip", "gflops", "of_peak", "xla_temp_mib"])
+  other = other_load.cores()
+  print(f"other processes kept {other} cores busy meanwhile")
+  harness.append_record(args.json, {"benchmark": "forward", "command": " ".join(sys.argv), **info,
+                                    "note": args.note,
+                                    "other_cores_busy": other, "peak_rss_mib": round(harness.peak_rss_mib()),
+                                    "clip_samples": args.clip_samples,
+                                    "stored_seconds": args.stored_seconds, "steps": args.steps,
+                                    "warmup": args.warmup, "rows": rows})
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,223 @@
+"""What every benchmark script shares: device set-up, timing, XLA cost analysis, records.
+
+Imported before JAX on purpose: `--fake-devices` only works when XLA_FLAGS is set before the
+first `import jax`, so nothing here imports JAX at module level.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the scripts run from a checkout, installed or not
+DEFAULT_RESULTS = REPO / "benchmarks" / "results.jsonl"
+
+
+def parser(description):
+  """An argparse parser with the options every benchmark takes."""
+  p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument("--json", default=str(DEFAULT_RESULTS), help="append one JSON record per run to this file")
+  p.add_argument("--note", default="", help="free text stored with the record (load, what else ran)")
+  return p
+
+
+def add_device_options(p):
+  p.add_argument("--fake-devices", type=int, default=0, metavar="N",
+                 help="split the CPU into N XLA devices (--xla_force_host_platform_device_count) for the "
+                      "scaling shape; the arithmetic still runs on the same cores")
+  p.add_argument("--peak-gflops", default="matmul",
+                 help="peak for the 'of peak' column: a number in GFLOP/s, 'matmul' (measure a large "
+                      "matmul in each dtype on device 0 here) or 'none'")
+
+
+def set_fake_devices(n):
+  """Must run before JAX is imported: XLA reads the flag once, at backend start."""
+  if not n:
+    return
+  if "jax" in sys.modules:
+    raise RuntimeError("--fake-devices must be applied before jax is imported")
+  flag = "--xla_force_host_platform_device_count"
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
+  os.environ["XLA_FLAGS"] = " ".join(flags + [f"{flag}={n}"])
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def machine():
+  """Where and when a figure was measured: CPU model, cores, load, JAX version and devices."""
+  import jax
+  model = platform.processor() or "unknown"
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  device = jax.devices()[0]
+  return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+          "cpu": model, "cpu_cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+          "jax": jax.__version__, "backend": jax.default_backend(),
+          "device_kind": device.device_kind, "devices": jax.device_count(),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+class OtherLoad:
+  """Cores kept busy by OTHER processes while a benchmark ran: system busy time (/proc/stat)
+  minus the CPU time of this process and its finished children, over the wall time. On a
+  shared machine this says whether a figure was measured on a quiet machine (about 0)."""
+
+  def __init__(self):
+    self.start = self._sample()
+
+  @staticmethod
+  def _sample():
+    try:
+      with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+      return None
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+    own = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return time.perf_counter(), busy, sum(u.ru_utime + u.ru_stime for u in own)
+
+  def cores(self):
+    end = self._sample()
+    if self.start is None or end is None:
+      return None
+    (t0, busy0, own0), (t1, busy1, own1) = self.start, end
+    return round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 2)
+
+
+def timed(fn, steps, warmup):
+  """Seconds of each of `steps` calls of fn() after `warmup` untimed ones; fn must block."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def compile_seconds(jitted, *args):
+  """(compiled executable, lowering + XLA compile time): compile time kept apart from step time."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def cost(compiled):
+  """XLA's own (flops, bytes accessed) of one call of one device's program, or (None, None)."""
+  try:
+    analysis = compiled.cost_analysis()
+  except Exception:  # not every backend implements it
+    return None, None
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  if not analysis:
+    return None, None
+  return analysis.get("flops"), analysis.get("bytes accessed")
+
+
+def matmul_gflops(dtype, n=2048, steps=3):
+  """Measured GFLOP/s of an n x n matmul in `dtype` on device 0: a practical peak for this machine."""
+  import jax
+  import jax.numpy as jnp
+  x = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+  f = jax.jit(lambda a: a @ a)
+  seconds = statistics.median(timed(lambda: f(x).block_until_ready(), steps, 1))
+  return 2 * n ** 3 / seconds / 1e9
+
+
+def peak_gflops(option, dtype, cache={}):
+  """GFLOP/s to divide by, from --peak-gflops; None when not wanted."""
+  if option == "none":
+    return None
+  if option == "matmul":
+    if dtype not in cache:
+      cache[dtype] = matmul_gflops(dtype)
+    return cache[dtype]
+  return float(option)
+
+
+def per_clip_cost(compiled, clips_per_device, clips_per_s, peak):
+  """FLOPs and bytes per clip from XLA's cost analysis, and the fraction of `peak` reached."""
+  flops, nbytes = cost(compiled)
+  row = {"gflop_per_clip": None, "mb_per_clip": None, "gflops": None, "of_peak": None,
+         "peak_gflops": None if peak is None else round(peak, 1)}
+  if flops:
+    row["gflop_per_clip"] = round(flops / clips_per_device / 1e9, 3)
+    row["gflops"] = round(flops / clips_per_device * clips_per_s / 1e9, 1)
+    if peak:
+      row["of_peak"] = round(row["gflops"] / peak, 3)
+  if nbytes:
+    row["mb_per_clip"] = round(nbytes / clips_per_device / 1e6, 1)
+  return row
+
+
+def temp_mib(compiled):
+  """XLA's temporary buffers of one call (activations kept for the backward pass), MiB; on CPU
+  these live in host memory, so they bound the step's share of the process RSS."""
+  try:
+    return round(compiled.memory_analysis().temp_size_in_bytes / 2 ** 20)
+  except Exception:  # not every backend implements it
+    return None
+
+
+def peak_rss_mib():
+  """Peak resident set of this process so far (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(rows, columns):
+  """A plain fixed-width table of the given columns."""
+  cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+  widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+  print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+  for r in cells:
+    print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+
+
+def _fmt(value):
+  if value is None:
+    return "-"
+  if isinstance(value, float):
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+  return str(value)
+
+
+def append_record(path, record):
+  """One JSON line per run, so several runs and machines accumulate in one file."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(record) + "\n")
+  print(f"appended to {path}")
+
+
+def stored_batch(batch, stored_samples, clip_samples, n_classes, seed=0):
+  """A host batch as featex_jax.pipeline delivers it: int16 clips, lengths, cut offsets, labels."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  tiled = -(-clip_samples // stored_samples) * stored_samples  # offsets range as the reference's cut
+  return {"audio": (rng.standard_normal((batch, stored_samples)) * 1600).astype(np.int16),
+          "lengths": np.full(batch, stored_samples, np.int32),
+          "offsets": rng.integers(0, tiled - clip_samples + 1, batch).astype(np.int32),
+          "labels": rng.integers(0, n_classes, batch).astype(np.int32)}
+
+
+def reference_config(dtype, clip_samples=None):
+  """configs/dcase2023.py (batch 64, 288,000-sample clips) with the network dtype set."""
+  from configs import dcase2023
+  config = dcase2023.get_config()
+  config.model.dtype = dtype
+  if clip_samples:
+    config.data.clip_samples = clip_samples
+  return config

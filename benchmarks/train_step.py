@@ -1,0 +1,102 @@
+"""Training step throughput (clips/s) vs batch size, device count and dtype.
+
+Times featex_jax.train's data-parallel step exactly as run_train.py runs it (mixup, StatEx,
+FeatEx, three AdaCos heads, Adam; the clip cut on the device from int16 stored audio) on
+random clips at the reference settings (configs/dcase2023.py: 288,000-sample clips). Compile
+time (lower + XLA compile) is reported apart; the step time is the median of --steps timed
+steps after --warmup untimed ones, each waited for with block_until_ready.
+
+  python benchmarks/train_step.py                                   # batch 64, all devices, float32
+  python benchmarks/train_step.py --batch 16 32 64 --dtype float32 bfloat16
+  python benchmarks/train_step.py --fake-devices 8 --devices 1 2 4 8 --batch 64   # scaling shape on CPU
+"""
+import statistics
+import sys
+
+import harness
+
+
+def parse_args(argv):
+  p = harness.parser(__doc__)
+  harness.add_device_options(p)
+  p.add_argument("--batch", type=int, nargs="+", default=[64], help="global batch sizes")
+  p.add_argument("--devices", type=int, nargs="+", default=None,
+                 help="device counts to run on (the first N devices); default: all")
+  p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                 help="network computation dtype (config.model.dtype)")
+  p.add_argument("--clip-samples", type=int, default=288000, help="model clip length (reference: 288,000 = 18 s)")
+  p.add_argument("--stored-seconds", type=float, default=10.0,
+                 help="length of the stored clips the step tiles and cuts (DCASE2023: 10 s)")
+  p.add_argument("--classes", type=int, default=42, help="N classes (DCASE2023: 42, as the Keras bench)")
+  p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
+  p.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling")
+  return p.parse_args(argv)
+
+
+def measure(args, dtype, n_devices, batch):
+  import jax
+  from featex_jax import model as model_lib
+  from featex_jax import train
+  config = harness.reference_config(dtype, args.clip_samples)
+  mesh = train.data_mesh(jax.devices()[:n_devices])
+  heads = train.heads_for(config, args.classes)
+  network = model_lib.create_model(config.model)
+  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(0)), mesh)
+  step_fn = train.parallel_train_step(train.make_train_step(config, network, heads, args.classes), mesh)
+  host = harness.stored_batch(batch, int(args.stored_seconds * config.data.sample_rate), config.data.clip_samples,
+                              args.classes)
+  device_batch = train.global_batch(host, mesh)
+  compiled, compile_s = harness.compile_seconds(step_fn, state, device_batch, train.step_key(0, 0))
+
+  def one_step():
+    nonlocal state
+    state, metrics = compiled(state, device_batch, train.step_key(0, int(one_step.calls)))
+    one_step.calls += 1
+    jax.block_until_ready((state, metrics))
+  one_step.calls = 0
+  times = harness.timed(one_step, args.steps, args.warmup)
+  step_s = statistics.median(times)
+  clips_per_s = batch / step_s
+  row = {"dtype": dtype, "devices": n_devices, "batch": batch, "compile_s": round(compile_s, 1),
+         "step_s": round(step_s, 3), "step_min_s": round(min(times), 3), "step_max_s": round(max(times), 3),
+         "clips_per_s": round(clips_per_s, 2), "xla_temp_mib": harness.temp_mib(compiled)}
+  row.update(harness.per_clip_cost(compiled, batch / n_devices, clips_per_s,
+                                   harness.peak_gflops(args.peak_gflops, dtype)))
+  return row
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  other_load = harness.OtherLoad()
+  harness.set_fake_devices(args.fake_devices)
+  import jax
+  device_counts = args.devices or [jax.device_count()]
+  if max(device_counts) > jax.device_count():
+    sys.exit(f"--devices {max(device_counts)} but only {jax.device_count()} devices here (try --fake-devices)")
+  info = harness.machine()
+  print(f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
+        f"load {info['load_avg_1m']}, clip {args.clip_samples} samples, {args.classes} classes")
+  rows = []
+  for dtype in args.dtype:
+    for n_devices in device_counts:
+      for batch in args.batch:
+        if batch % n_devices:
+          print(f"skipping batch {batch} on {n_devices} devices: not divisible")
+          continue
+        rows.append(measure(args, dtype, n_devices, batch))
+        print(f"  done: {rows[-1]}", flush=True)
+  print(f"peak RSS of this process: {harness.peak_rss_mib():.0f} MiB")
+  harness.print_table(rows, ["dtype", "devices", "batch", "compile_s", "step_s", "clips_per_s",
+                             "gflop_per_clip", "mb_per_clip", "gflops", "of_peak", "xla_temp_mib"])
+  other = other_load.cores()
+  print(f"other processes kept {other} cores busy meanwhile")
+  harness.append_record(args.json, {"benchmark": "train_step", "command": " ".join(sys.argv), **info,
+                                    "note": args.note,
+                                    "other_cores_busy": other, "peak_rss_mib": round(harness.peak_rss_mib()),
+                                    "clip_samples": args.clip_samples,
+                                    "stored_seconds": args.stored_seconds, "classes": args.classes,
+                                    "steps": args.steps, "warmup": args.warmup, "rows": rows})
+
+
+if __name__ == "__main__":
+  main()
