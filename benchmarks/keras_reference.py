@@ -37,6 +37,7 @@ def main(argv=None):
   python = pathlib.Path(args.venv) / "bin" / "python"
   if not python.is_file():
     sys.exit(f"{python} not found: run ../shared/tools/keras-reference/setup.sh first")
+  info = harness.machine()
   with tempfile.TemporaryDirectory() as tmp:
     out = pathlib.Path(tmp) / "keras.json"
     command = [str(python), args.tool, "--batch", str(args.batch), "--steps", str(args.steps),
@@ -44,7 +45,6 @@ def main(argv=None):
     print("$", " ".join(command), flush=True)
     subprocess.run(command, check=True)
     result = json.loads(out.read_text())
-  info = harness.machine()
   other = other_load.cores()
   print(f"other processes kept {other} cores busy meanwhile")
   harness.append_record(args.json, {"benchmark": "keras_reference", "command": " ".join(sys.argv), **info,
