@@ -10,7 +10,6 @@ calls after --warmup untimed ones, each waited for with block_until_ready.
   python benchmarks/forward.py --fake-devices 8 --devices 1 8
 """
 import statistics
-import sys
 
 import harness
 
@@ -61,35 +60,7 @@ def measure(args, dtype, n_devices, batch):
 
 def main(argv=None):
   args = parse_args(argv)
-  other_load = harness.OtherLoad()
-  harness.set_fake_devices(args.fake_devices)
-  import jax
-  device_counts = args.devices or [jax.device_count()]
-  if max(device_counts) > jax.device_count():
-    sys.exit(f"--devices {max(device_counts)} but only {jax.device_count()} devices here (try --fake-devices)")
-  info = harness.machine()
-  print(f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
-        f"load {info['load_avg_1m']}, clip {args.clip_samples} samples")
-  rows = []
-  for dtype in args.dtype:
-    for n_devices in device_counts:
-      for batch in args.batch:
-        if batch % n_devices:
-          print(f"skipping batch {batch} on {n_devices} devices: not divisible")
-          continue
-        rows.append(measure(args, dtype, n_devices, batch))
-        print(f"  done: {rows[-1]}", flush=True)
-  print(f"peak RSS of this process: {harness.peak_rss_mib():.0f} MiB")
-  harness.print_table(rows, ["dtype", "devices", "batch", "compile_s", "batch_s", "clips_per_s",
-                             "gflop_per_clip", "mb_per_clip", "gflops", "of_peak", "xla_temp_mib"])
-  other = other_load.cores()
-  print(f"other processes kept {other} cores busy meanwhile")
-  harness.append_record(args.json, {"benchmark": "forward", "command": " ".join(sys.argv), **info,
-                                    "note": args.note,
-                                    "other_cores_busy": other, "peak_rss_mib": round(harness.peak_rss_mib()),
-                                    "clip_samples": args.clip_samples,
-                                    "stored_seconds": args.stored_seconds, "steps": args.steps,
-                                    "warmup": args.warmup, "rows": rows})
+  harness.sweep(args, measure, "forward", "batch_s", "", None)
 
 
 if __name__ == "__main__":

@@ -221,3 +221,35 @@ def reference_config(dtype, clip_samples=None):
   if clip_samples:
     config.data.clip_samples = clip_samples
   return config
+
+
+def sweep(args, measure, benchmark, time_column, describe="", extra=None):
+  """The shared main of the step benchmarks: `measure(args, dtype, n_devices, batch)` for every
+  dtype x device count x batch, a table, and one JSON record with the machine and the load."""
+  other_load = OtherLoad()
+  set_fake_devices(args.fake_devices)
+  import jax
+  device_counts = args.devices or [jax.device_count()]
+  if max(device_counts) > jax.device_count():
+    sys.exit(f"--devices {max(device_counts)} but only {jax.device_count()} devices here (try --fake-devices)")
+  info = machine()
+  print(f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
+        f"load {info['load_avg_1m']}, clip {args.clip_samples} samples{describe}")
+  rows = []
+  for dtype in args.dtype:
+    for n_devices in device_counts:
+      for batch in args.batch:
+        if batch % n_devices:
+          print(f"skipping batch {batch} on {n_devices} devices: not divisible")
+          continue
+        rows.append(measure(args, dtype, n_devices, batch))
+        print(f"  done: {rows[-1]}", flush=True)
+  print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB")
+  print_table(rows, ["dtype", "devices", "batch", "compile_s", time_column, "clips_per_s",
+                     "gflop_per_clip", "mb_per_clip", "gflops", "of_peak", "xla_temp_mib"])
+  other = other_load.cores()
+  print(f"other processes kept {other} cores busy meanwhile")
+  append_record(args.json, {"benchmark": benchmark, "command": " ".join(sys.argv), **info, "note": args.note,
+                            "other_cores_busy": other, "peak_rss_mib": round(peak_rss_mib()),
+                            "clip_samples": args.clip_samples, "stored_seconds": args.stored_seconds,
+                            **(extra or {}), "steps": args.steps, "warmup": args.warmup, "rows": rows})

@@ -11,7 +11,6 @@ steps after --warmup untimed ones, each waited for with block_until_ready.
   python benchmarks/train_step.py --fake-devices 8 --devices 1 2 4 8 --batch 64   # scaling shape on CPU
 """
 import statistics
-import sys
 
 import harness
 
@@ -67,35 +66,7 @@ def measure(args, dtype, n_devices, batch):
 
 def main(argv=None):
   args = parse_args(argv)
-  other_load = harness.OtherLoad()
-  harness.set_fake_devices(args.fake_devices)
-  import jax
-  device_counts = args.devices or [jax.device_count()]
-  if max(device_counts) > jax.device_count():
-    sys.exit(f"--devices {max(device_counts)} but only {jax.device_count()} devices here (try --fake-devices)")
-  info = harness.machine()
-  print(f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
-        f"load {info['load_avg_1m']}, clip {args.clip_samples} samples, {args.classes} classes")
-  rows = []
-  for dtype in args.dtype:
-    for n_devices in device_counts:
-      for batch in args.batch:
-        if batch % n_devices:
-          print(f"skipping batch {batch} on {n_devices} devices: not divisible")
-          continue
-        rows.append(measure(args, dtype, n_devices, batch))
-        print(f"  done: {rows[-1]}", flush=True)
-  print(f"peak RSS of this process: {harness.peak_rss_mib():.0f} MiB")
-  harness.print_table(rows, ["dtype", "devices", "batch", "compile_s", "step_s", "clips_per_s",
-                             "gflop_per_clip", "mb_per_clip", "gflops", "of_peak", "xla_temp_mib"])
-  other = other_load.cores()
-  print(f"other processes kept {other} cores busy meanwhile")
-  harness.append_record(args.json, {"benchmark": "train_step", "command": " ".join(sys.argv), **info,
-                                    "note": args.note,
-                                    "other_cores_busy": other, "peak_rss_mib": round(harness.peak_rss_mib()),
-                                    "clip_samples": args.clip_samples,
-                                    "stored_seconds": args.stored_seconds, "classes": args.classes,
-                                    "steps": args.steps, "warmup": args.warmup, "rows": rows})
+  harness.sweep(args, measure, "train_step", "step_s", f", {args.classes} classes", {"classes": args.classes})
 
 
 if __name__ == "__main__":
