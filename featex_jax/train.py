@@ -269,6 +269,9 @@ def train(config, workdir, data_dirs=None, progress=True):
         pending = (step, metrics) if logged else None
         bar.update()
         if every and step % every == 0 and step % steps_per_epoch:
+          if pending:  # a checkpoint never runs ahead of the metrics log
+            log(*pending, epoch, epoch_metrics)
+            pending = None
           checkpoint.save(checkpoints, step, state)
       if pending:
         log(*pending, epoch, epoch_metrics)
