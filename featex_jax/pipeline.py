@@ -109,7 +109,12 @@ def _build(directory, paths, sample_rate, workers, progress):
       bar.close()
     (tmp / _INDEX).write_text(json.dumps({"paths": list(paths), "lengths": lengths, "dtype": dtype.name,
                                           "sample_rate": sample_rate}))
-    os.replace(tmp, directory)
+    try:
+      os.replace(tmp, directory)
+    except OSError:
+      if not (directory / _INDEX).is_file():
+        raise
+      shutil.rmtree(tmp)  # another process (another host on shared storage) finished the same cache first
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
