@@ -17,14 +17,7 @@ import harness
 def parse_args(argv):
   p = harness.parser(__doc__)
   harness.add_device_options(p)
-  p.add_argument("--batch", type=int, nargs="+", default=[64], help="global batch sizes")
-  p.add_argument("--devices", type=int, nargs="+", default=None, help="device counts (first N); default: all")
-  p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
-                 help="network computation dtype (config.model.dtype)")
-  p.add_argument("--clip-samples", type=int, default=288000, help="model clip length (reference: 288,000 = 18 s)")
-  p.add_argument("--stored-seconds", type=float, default=10.0, help="length of the stored clips (DCASE2023: 10 s)")
-  p.add_argument("--steps", type=int, default=5, help="timed batches (median reported)")
-  p.add_argument("--warmup", type=int, default=1, help="untimed batches after compiling")
+  harness.add_sweep_options(p, "batch")
   return p.parse_args(argv)
 
 

@@ -36,6 +36,20 @@ def add_device_options(p):
                       "matmul in each dtype on device 0 here) or 'none'")
 
 
+def add_sweep_options(p, unit):
+  """The options of the step benchmarks: what to sweep and how long to time; `unit` names a timed call."""
+  p.add_argument("--batch", type=int, nargs="+", default=[64], help="global batch sizes")
+  p.add_argument("--devices", type=int, nargs="+", default=None,
+                 help="device counts to run on (the first N devices); default: all")
+  p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                 help="network computation dtype (config.model.dtype)")
+  p.add_argument("--clip-samples", type=int, default=288000, help="model clip length (reference: 288,000 = 18 s)")
+  p.add_argument("--stored-seconds", type=float, default=10.0,
+                 help="length of the stored clips the device tiles and cuts (DCASE2023: 10 s)")
+  p.add_argument("--steps", type=int, default=5, help=f"timed {unit} calls (median reported)")
+  p.add_argument("--warmup", type=int, default=1, help=f"untimed {unit} calls after compiling")
+
+
 def set_fake_devices(n):
   """Must run before JAX is imported: XLA reads the flag once, at backend start."""
   if not n:
