@@ -9,8 +9,6 @@ calls after --warmup untimed ones, each waited for with block_until_ready.
   python benchmarks/forward.py --batch 16 64 --dtype float32 bfloat16
   python benchmarks/forward.py --fake-devices 8 --devices 1 8
 """
-import statistics
-
 import harness
 
 
@@ -41,14 +39,7 @@ def measure(args, dtype, n_devices, batch):
   inputs = (variables, device_batch["audio"], device_batch["lengths"], device_batch["offsets"])
   compiled, compile_s = harness.compile_seconds(fn, *inputs)
   times = harness.timed(lambda: compiled(*inputs).block_until_ready(), args.steps, args.warmup)
-  batch_s = statistics.median(times)
-  clips_per_s = batch / batch_s
-  row = {"dtype": dtype, "devices": n_devices, "batch": batch, "compile_s": round(compile_s, 1),
-         "batch_s": round(batch_s, 3), "batch_min_s": round(min(times), 3), "batch_max_s": round(max(times), 3),
-         "clips_per_s": round(clips_per_s, 2), "xla_temp_mib": harness.temp_mib(compiled)}
-  row.update(harness.per_clip_cost(compiled, batch / n_devices, clips_per_s,
-                                   harness.peak_gflops(args.peak_gflops, dtype)))
-  return row
+  return harness.timing_row(args, dtype, n_devices, batch, compiled, compile_s, times, "batch")
 
 
 def main(argv=None):

@@ -237,6 +237,19 @@ def reference_config(dtype, clip_samples=None):
   return config
 
 
+def timing_row(args, dtype, n_devices, batch, compiled, compile_s, times, unit):
+  """One table row of a step benchmark: medians of `times` (seconds per call of `batch` clips),
+  compile time, XLA's temporary memory and per-clip cost. `unit` names the time columns."""
+  seconds = statistics.median(times)
+  clips_per_s = batch / seconds
+  row = {"dtype": dtype, "devices": n_devices, "batch": batch, "compile_s": round(compile_s, 1),
+         f"{unit}_s": round(seconds, 3), f"{unit}_min_s": round(min(times), 3),
+         f"{unit}_max_s": round(max(times), 3), "clips_per_s": round(clips_per_s, 2),
+         "xla_temp_mib": temp_mib(compiled)}
+  row.update(per_clip_cost(compiled, batch / n_devices, clips_per_s, peak_gflops(args.peak_gflops, dtype)))
+  return row
+
+
 def sweep(args, measure, benchmark, time_column, describe="", extra=None):
   """The shared main of the step benchmarks: `measure(args, dtype, n_devices, batch)` for every
   dtype x device count x batch, a table, and one JSON record with the machine and the load."""

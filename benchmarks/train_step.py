@@ -10,8 +10,6 @@ steps after --warmup untimed ones, each waited for with block_until_ready.
   python benchmarks/train_step.py --batch 16 32 64 --dtype float32 bfloat16
   python benchmarks/train_step.py --fake-devices 8 --devices 1 2 4 8 --batch 64   # scaling shape on CPU
 """
-import statistics
-
 import harness
 
 
@@ -45,14 +43,7 @@ def measure(args, dtype, n_devices, batch):
     jax.block_until_ready((state, metrics))
   one_step.calls = 0
   times = harness.timed(one_step, args.steps, args.warmup)
-  step_s = statistics.median(times)
-  clips_per_s = batch / step_s
-  row = {"dtype": dtype, "devices": n_devices, "batch": batch, "compile_s": round(compile_s, 1),
-         "step_s": round(step_s, 3), "step_min_s": round(min(times), 3), "step_max_s": round(max(times), 3),
-         "clips_per_s": round(clips_per_s, 2), "xla_temp_mib": harness.temp_mib(compiled)}
-  row.update(harness.per_clip_cost(compiled, batch / n_devices, clips_per_s,
-                                   harness.peak_gflops(args.peak_gflops, dtype)))
-  return row
+  return harness.timing_row(args, dtype, n_devices, batch, compiled, compile_s, times, "step")
 
 
 def main(argv=None):
