@@ -218,11 +218,11 @@ def train(config, workdir, data_dirs=None, progress=True):
   is_main = jax.process_index() == 0
   _, all_clips = datasets.discover(config, data_dirs)
   table = datasets.class_table(all_clips)
-  train_set = datasets.clip_set(classes_lib.training_clips(all_clips), config, workdir, progress and is_main)
-  labels = datasets.class_indices(table, train_set.clips)
-  if (workdir / "config.json").is_file():
+  if (workdir / "config.json").is_file():  # before decoding anything: a mismatch is reported at once
     checkpoint.check_metadata(workdir, config, table)
   checkpoint.write_metadata(workdir, config, table)
+  train_set = datasets.clip_set(classes_lib.training_clips(all_clips), config, workdir, progress and is_main)
+  labels = datasets.class_indices(table, train_set.clips)
 
   mesh = data_mesh()
   batch_size = config.train.batch_size
