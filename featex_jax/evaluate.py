@@ -167,7 +167,7 @@ def evaluate(workdirs, data_dirs=None, ground_truth=None, out=None, progress=Tru
   test_set = datasets.clip_set(test_clips, config, run, progress)
 
   eval_cfg = config.eval
-  groups = sorted({c.group for c in test_clips})
+  groups = sorted({c.group for c in train_clips})  # centres for every trained section, tested or not
   train_rows = {g: [i for i, c in enumerate(train_clips) if c.group == g] for g in groups}
   test_rows = {g: [i for i, c in enumerate(test_clips) if c.group == g] for g in groups}
   member_scores = {g: ([], []) for g in groups}  # per group: ([train scores], [test scores]) per member
@@ -193,6 +193,8 @@ def evaluate(workdirs, data_dirs=None, ground_truth=None, out=None, progress=Tru
     test_scores = scoring.combine_scores(member_scores[group][1], eval_cfg.ensemble_reduce)
     threshold = scoring.decision_threshold(train_scores, eval_cfg.threshold_percentile)
     thresholds[group_key(group)] = threshold
+    if not test_rows[group]:
+      continue  # no test clips: centres and threshold are kept for featex_jax.score
     group_clips = [test_clips[i] for i in test_rows[group]]
     is_anomaly, is_target = _section_truth(group_clips, f"{group[0]} section {group[1]}")
     sections.append(report.SectionScores(group[0], group[1], [c.file_name for c in group_clips], test_scores,
