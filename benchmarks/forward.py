@@ -33,7 +33,7 @@ def measure(args, dtype, n_devices, batch):
   state = train.create_train_state(config, network, heads, jax.random.key(0))
   variables = jax.device_put({"params": state.params["backbone"], "batch_stats": state.batch_stats},
                              NamedSharding(mesh, P()))
-  fn = evaluate.embedding_fn(network, config.data.clip_samples, mesh)
+  fn = evaluate.embedding_fn(network, config, mesh)
   host = harness.stored_batch(batch, int(args.stored_seconds * config.data.sample_rate), config.data.clip_samples, 42)
   device_batch = train.global_batch({k: host[k] for k in ("audio", "lengths", "offsets")}, mesh)
   inputs = (variables, device_batch["audio"], device_batch["lengths"], device_batch["offsets"])

@@ -217,14 +217,14 @@ def append_record(path, record):
 
 
 def stored_batch(batch, stored_samples, clip_samples, n_classes, seed=0):
-  """A host batch as featex_jax.pipeline delivers it: int16 clips, lengths, cut offsets, labels."""
+  """A host batch as featex_jax.pipeline delivers it: int16 clips, lengths, cut offsets, labels, mask (all real)."""
   import numpy as np
   rng = np.random.default_rng(seed)
   tiled = -(-clip_samples // stored_samples) * stored_samples  # offsets range as the reference's cut
   return {"audio": (rng.standard_normal((batch, stored_samples)) * 1600).astype(np.int16),
           "lengths": np.full(batch, stored_samples, np.int32),
           "offsets": rng.integers(0, tiled - clip_samples + 1, batch).astype(np.int32),
-          "labels": rng.integers(0, n_classes, batch).astype(np.int32)}
+          "labels": rng.integers(0, n_classes, batch).astype(np.int32), "mask": np.ones(batch, bool)}
 
 
 def reference_config(dtype, clip_samples=None):

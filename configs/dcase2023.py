@@ -19,6 +19,10 @@ def get_config():
   config.data.clip_samples = 288000    # 18 s: clips are tiled and cut to this length
   config.data.random_offset_per_epoch = False  # reference: one fixed offset at load time
   config.data.skip_bad_clips = False   # True: skip unreadable clips with a warning
+  # Classes: "reference" = the keys of the training clips of all roots AND of the development
+  # test clips (normal and anomalous; their names carry domain and attributes), as the
+  # reference's label encoder; "training" = the training clips' keys only (smaller N).
+  config.data.class_table = "reference"
   config.data.cache_dir = ""           # decoded-audio cache; "" = <workdir>/../.featex_cache
   config.data.prefetch_batches = 2
 
@@ -32,6 +36,11 @@ def get_config():
   config.model.bn_epsilon = 1e-3       # Keras defaults
   config.model.bn_momentum = 0.99
   config.model.dtype = "float32"       # "bfloat16": network in bf16, params and loss in f32
+  # Precision of the float32 dots and convolutions (featex_jax/precision.py). "float32": float32
+  # on every backend (TPU: 6 bf16 passes; GPU: no TF32). "tensorfloat32": TF32 on Ampere+ GPUs,
+  # 3 bf16 passes on TPU. "bfloat16": 1 bf16 pass on TPU (GPU: TF32 on Ampere+). "default": the
+  # backend's choice (TPU: 1 bf16 pass; GPU: TF32 on Ampere+). CPUs compute float32 in every mode.
+  config.model.matmul_precision = "float32"
 
   config.augment = ml_collections.ConfigDict()
   config.augment.mixup = True
@@ -63,6 +72,10 @@ def get_config():
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64         # global batch, split over all devices and hosts
+  # False: as Keras' fit, the last partial batch of each epoch is a step (padded to the full
+  # batch and masked), so every clip trains; True: it is dropped (a set smaller than one batch
+  # then cannot train).
+  config.train.drop_remainder = False
   config.train.epochs = 10
   config.train.checkpoint_every_steps = 0  # 0: only at the end of each epoch
   config.train.keep_checkpoints = 3

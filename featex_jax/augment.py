@@ -2,7 +2,11 @@
 
 Every augmentation pairs clip i with its partner, clip B-1-i (the batch reversed along axis 0,
 as in the authors' Keras layers), and decides per clip, from its PRNG key alone, whether it
-applies (uniform u < prob). The decisions never depend on the labels, so the same key gives the
+applies (uniform u < prob). A padded partial batch passes `mask` [B] (True = real clip): the
+real clips are then reversed among themselves, as the reference reverses its partial last
+batch, and each padding row is its own partner, so padding never reaches a real clip. The
+draws of a batch of B are the first draws of a batch of n <= B (threefry is partitionable
+here), so n real clips padded to B are augmented exactly as a batch of n. The decisions never depend on the labels, so the same key gives the
 same augmentation whichever labels are passed: for the ablation "SSL loss without class
 labels" the train step passes `augmentation_only_labels(batch)` instead of the class labels and
 gets the 3- and 9-class targets of the same exchanges.
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 STATEX_MODES = ("temporal", "frequency", "full")
 
 
-def mixup(key, waveforms, labels, prob):
+def mixup(key, waveforms, labels, prob, mask=None):
   """Mix each clip with its partner, x = l*x1 + (1-l)*x2 and y alike, l ~ U(0, 1), if u < prob.
 
   waveforms [B, ...], labels [B, C] -> (waveforms, labels) of the same shapes.
@@ -38,13 +42,13 @@ def mixup(key, waveforms, labels, prob):
 
   def mix(x):
     weight = _per_sample(lam, x).astype(x.dtype)
-    mixed = weight * x + (1 - weight) * x[::-1]
+    mixed = weight * x + (1 - weight) * partner(x, mask)
     return jnp.where(_per_sample(applied, x), mixed, x)
 
   return mix(waveforms), mix(labels)
 
 
-def statex(key, spectrogram, labels, prob, mode="temporal"):
+def statex(key, spectrogram, labels, prob, mode="temporal", mask=None):
   """Give each clip its partner's spectral statistics: labels [B, C] -> [B, 3C].
 
   spectrogram [B, T, F]. "temporal": every frame takes the mean and (population) std over
@@ -61,20 +65,20 @@ def statex(key, spectrogram, labels, prob, mode="temporal"):
   batch = spectrogram.shape[0]
   applied = _decide(decision_key, batch, prob)
   if mode == "temporal":
-    exchanged = exchange_statistics(spectrogram, axis=2)
+    exchanged = exchange_statistics(spectrogram, axis=2, mask=mask)
   elif mode == "frequency":
-    exchanged = exchange_statistics(spectrogram, axis=1)
+    exchanged = exchange_statistics(spectrogram, axis=1, mask=mask)
   else:
     frequency_wise = jax.random.uniform(axis_key, (batch,)) < 0.5
     exchanged = jnp.where(
         frequency_wise[:, None, None],
-        exchange_statistics(spectrogram, axis=1),
-        exchange_statistics(spectrogram, axis=2))
+        exchange_statistics(spectrogram, axis=1, mask=mask),
+        exchange_statistics(spectrogram, axis=2, mask=mask))
   spectrogram = jnp.where(applied[:, None, None], exchanged, spectrogram)
-  return spectrogram, exchange_labels(applied, labels)
+  return spectrogram, exchange_labels(applied, labels, mask)
 
 
-def featex(key, e1, e2, labels, prob):
+def featex(key, e1, e2, labels, prob, mask=None):
   """Pair each clip's spectrum embedding e1 with its partner's spectrogram embedding e2.
 
   e1, e2 [B, D], labels [B, C] -> (embedding [B, 2D] = concat(e1, e2 or the partner's e2),
@@ -83,23 +87,37 @@ def featex(key, e1, e2, labels, prob):
   _check_batch(e1, labels)
   _check_batch(e2, labels)
   applied = _decide(key, e1.shape[0], prob)
-  e2 = jnp.where(applied[:, None], e2[::-1], e2)
-  return jnp.concatenate([e1, e2], axis=1), exchange_labels(applied, labels)
+  e2 = jnp.where(applied[:, None], partner(e2, mask), e2)
+  return jnp.concatenate([e1, e2], axis=1), exchange_labels(applied, labels, mask)
 
 
-def exchange_statistics(x, axis):
-  """(x1 - mu1) / (sigma1 + 1e-16) * sigma2 + mu2 along `axis`, clip 2 = the reversed batch."""
+def exchange_statistics(x, axis, mask=None):
+  """(x1 - mu1) / (sigma1 + 1e-16) * sigma2 + mu2 along `axis`, clip 2 = the partner."""
   mean = jnp.mean(x, axis=axis, keepdims=True)
   std = jnp.std(x, axis=axis, keepdims=True)  # population std, as tf.math.reduce_std
-  return (x - mean) / (std + 1e-16) * std[::-1] + mean[::-1]
+  return (x - mean) / (std + 1e-16) * partner(std, mask) + partner(mean, mask)
 
 
-def exchange_labels(applied, labels):
+def exchange_labels(applied, labels, mask=None):
   """Targets of an exchange, C -> 3C: kept -> (y, 0, 0); exchanged -> (0, y/2, y_partner/2)."""
   zeros = jnp.zeros_like(labels)
   kept = jnp.concatenate([labels, zeros, zeros], axis=1)
-  exchanged = jnp.concatenate([zeros, 0.5 * labels, 0.5 * labels[::-1]], axis=1)
+  exchanged = jnp.concatenate([zeros, 0.5 * labels, 0.5 * partner(labels, mask)], axis=1)
   return jnp.where(applied[:, None], exchanged, kept)
+
+
+def partner_rows(mask):
+  """Row of each row's partner: the real rows (mask True) in reverse order among themselves,
+  so for real rows 0..n-1 row i pairs with n-1-i; a padding row pairs with itself."""
+  rows = jnp.arange(mask.shape[0])
+  real_first = jnp.argsort(~mask, stable=True)   # the real rows' positions, in order, then the padding
+  rank = jnp.cumsum(mask) - 1                    # each real row's place among the real rows
+  return jnp.where(mask, real_first[jnp.clip(jnp.sum(mask) - 1 - rank, 0)], rows)
+
+
+def partner(x, mask=None):
+  """x of each row's partner along axis 0: the reversed batch, or with a mask `partner_rows`."""
+  return x[::-1] if mask is None else jnp.take(x, partner_rows(mask), axis=0)
 
 
 def augmentation_only_labels(batch_size, dtype=jnp.float32):

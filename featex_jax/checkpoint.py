@@ -23,6 +23,12 @@ RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep
                      "data.skip_bad_clips", "eval.")
 
 
+# Settings added after runs were first saved, and the value a run saved without them was
+# trained with, so that older runs keep evaluating (and resume only when asked for that value).
+ADDED_SETTINGS = {"data.class_table": "training", "model.matmul_precision": "default",
+                  "train.drop_remainder": True}
+
+
 class CheckpointMismatchError(ValueError):
   """A checkpoint does not belong to the config or the data it is used with."""
 
@@ -60,11 +66,16 @@ def write_metadata(workdir, config, classes):
 
 
 def read_config(workdir):
-  """The config dict a run was trained with; a clear error when the folder holds no run."""
+  """The config dict a run was trained with (ADDED_SETTINGS filled in for older runs); a
+  clear error when the folder holds no run."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
     raise CheckpointMismatchError(f"{workdir} is not a featex-jax run: {path} is missing")
-  return json.loads(path.read_text())
+  config = json.loads(path.read_text())
+  for name, value in ADDED_SETTINGS.items():
+    section, field = name.split(".")
+    config.setdefault(section, {}).setdefault(field, value)
+  return config
 
 
 def read_classes(workdir):

@@ -4,8 +4,9 @@
 
 OUT becomes a run folder (config.json, checkpoints/0) that run_eval.py and
 `python -m featex_jax.score` restore. The Keras file holds no class names: with --data_dir
-the class table is built from that data (its N must match the heads); without it,
-evaluation builds it from the data it is given and checks N then.
+the class table is the reference's for that data (training and development test keys; its
+N must match the heads); without it, evaluation builds it from the data it is given and
+checks N then.
 
 WEIGHTS: a Keras 2 HDF5 file of the authors' model (`model.save_weights('x.h5')`, or the
 whole-model `model.save('x.h5')` their script writes), or an .npz with keys
@@ -306,7 +307,8 @@ def main(argv=None):
     if args.data_dir:
       from featex_jax.data import classes as classes_lib
       from featex_jax.data import layout
-      classes = classes_lib.ClassTable.from_clips(classes_lib.training_clips(layout.discover(args.data_dir)))
+      clips = layout.discover(args.data_dir)
+      classes = classes_lib.ClassTable.from_clips(classes_lib.table_clips(clips, "reference"))
     n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
     print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
           f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")

@@ -55,8 +55,9 @@ def clip_set(clips, config, workdir, progress=True):
   return ClipSet(tuple(clips), cache)
 
 
-def class_table(clips):
-  return classes_lib.ClassTable.from_clips(classes_lib.training_clips(clips))
+def class_table(clips, config):
+  """The run's class table: config.data.class_table says which clips' keys make it."""
+  return classes_lib.ClassTable.from_clips(classes_lib.table_clips(clips, config.data.class_table))
 
 
 def class_indices(table, clips):

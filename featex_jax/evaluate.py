@@ -21,6 +21,7 @@ from featex_jax import datasets
 from featex_jax import files
 from featex_jax import model as model_lib
 from featex_jax import pipeline
+from featex_jax import precision
 from featex_jax import scoring
 from featex_jax import train as train_lib
 from featex_jax.data import classes as classes_lib
@@ -85,14 +86,16 @@ def load_member(workdir, data_classes):
   return Member(workdir, config, classes, network, variables, step)
 
 
-def embedding_fn(network, clip_samples, mesh):
-  """jit'd (variables, stored-audio batch) -> L2-normalised-ready embeddings [B, 256], batch split over devices."""
+def embedding_fn(network, config, mesh):
+  """jit'd (variables, stored-audio batch) -> L2-normalised-ready embeddings [B, 256], batch split over devices,
+  dots and convolutions at the run's `model.matmul_precision`."""
   replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
   def embed(variables, audio, lengths, offsets):
-    waveforms = clips_lib.tile_and_cut(audio, lengths, offsets, clip_samples)
+    waveforms = clips_lib.tile_and_cut(audio, lengths, offsets, config.data.clip_samples)
     return model_lib.embed(network, variables, waveforms)
-  return jax.jit(embed, in_shardings=(replicated, split, split, split), out_shardings=split)
+  return jax.jit(precision.with_matmul_precision(embed, config.model.matmul_precision),
+                 in_shardings=(replicated, split, split, split), out_shardings=split)
 
 
 def embed_clip_set(member, clip_set, batch_size, progress=True):
@@ -100,7 +103,7 @@ def embed_clip_set(member, clip_set, batch_size, progress=True):
   import tqdm
   mesh = train_lib.data_mesh()
   batch_size = max(batch_size // mesh.size, 1) * mesh.size
-  fn = embedding_fn(member.network, member.config.data.clip_samples, mesh)
+  fn = embedding_fn(member.network, member.config, mesh)
   variables = jax.device_put(member.variables, NamedSharding(mesh, P()))
   cache = clip_set.cache
   offsets = pipeline.clip_offsets([pipeline.clip_key(c) for c in clip_set.clips], cache.lengths,
@@ -154,7 +157,7 @@ def evaluate(workdirs, data_dirs=None, ground_truth=None, out=None, progress=Tru
   directories = member_dirs(workdirs)
   config = configuration.from_dict(checkpoint.read_config(directories[0]))
   roots, all_clips = datasets.discover(config, data_dirs, ground_truth)
-  data_classes = datasets.class_table(all_clips)
+  data_classes = datasets.class_table(all_clips, config)
   members = [load_member(d, data_classes) for d in directories]
   train_clips = classes_lib.training_clips(all_clips)
   test_clips = [c for c in all_clips if c.split == "test"]

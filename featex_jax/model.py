@@ -25,7 +25,9 @@ this module does too:
   (frequency, channel), batch-normalised, then Dense 128.
 
 `dtype` sets the computation dtype (bfloat16 as a setting); parameters, BatchNorm
-statistics, the features and the returned embeddings stay float32.
+statistics, the features and the returned embeddings stay float32. `mask` [B] marks the real
+clips of a padded partial batch: BatchNorm's batch statistics (and so its running averages)
+are those of the real clips only, as if the padding were not there.
 """
 import functools
 from typing import Any, Callable, Optional
@@ -43,6 +45,15 @@ SPECTRUM_DENSE_LAYERS = 4
 STEM_CHANNELS = 16
 STAGE_CHANNELS = (16, 32, 64, 128)
 SE_DENSE_NAMES = ("squeeze", "excite")  # the reference puts no L2 penalty on these
+
+
+class RowMaskedBatchNorm(nn.BatchNorm):
+  """BatchNorm whose batch statistics cover only the rows where `rows` [B] is True (None: all)."""
+  rows: Optional[jax.Array] = None
+
+  def __call__(self, x, use_running_average=None):
+    mask = None if self.rows is None else self.rows.reshape((-1,) + (1,) * (x.ndim - 1))
+    return super().__call__(x, use_running_average, mask=mask)
 
 
 class SqueezeExcitation(nn.Module):
@@ -184,7 +195,7 @@ class FeatExNet(nn.Module):
     return features.magnitude_spectrogram(waveforms, self.frame_length, self.hop_length)
 
   @nn.compact
-  def __call__(self, waveforms, spectrogram=None, *, train: bool):
+  def __call__(self, waveforms, spectrogram=None, *, train: bool, mask=None):
     if spectrogram is None:
       spectrogram = self.magnitude_spectrogram(waveforms)
     spectrum = features.spectrum(waveforms, self.spectrum_bins)
@@ -194,8 +205,8 @@ class FeatExNet(nn.Module):
         nn.Conv, use_bias=False, padding="SAME", kernel_init=KERNEL_INIT, dtype=self.dtype)
     dense = functools.partial(nn.Dense, use_bias=False, kernel_init=KERNEL_INIT, dtype=self.dtype)
     norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-        epsilon=self.bn_epsilon, use_fast_variance=False, dtype=self.dtype)
+        RowMaskedBatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon, use_fast_variance=False, dtype=self.dtype, rows=mask)
     e1 = SpectrumBranch(conv, dense, norm, self.embedding_dim, self.se_ratio, name="spectrum")(spectrum)
     e2 = SpectrogramBranch(
         conv, dense, norm, self.embedding_dim, self.se_ratio, self.temporal_mean_normalisation,

@@ -10,11 +10,13 @@ import jax.numpy as jnp
 from featex_jax import adacos
 
 
-def total_loss(heads, weights, params, decay_mask, weight_decay):
+def total_loss(heads, weights, params, decay_mask, weight_decay, mask=None):
   """sum_h weight_h * mean_batch(cce_h) + weight_decay * sum of squared masked parameters.
 
   heads: {name: (probs [B, C_h], labels [B, C_h])}; weights: {name: float}, one per head;
-  decay_mask: a pytree of Python bools with the structure of params (True = decayed kernel).
+  decay_mask: a pytree of Python bools with the structure of params (True = decayed kernel);
+  mask: None, or a [B] bool mask of the real rows of a padded batch, over which the means
+  (losses and accuracies) are then taken: padding rows have no weight.
   Returns (loss, metrics) with metrics {"loss/<name>", "accuracy/<name>", "loss/weight_decay",
   "loss/total"}, so it fits jax.value_and_grad(..., has_aux=True).
   """
@@ -23,10 +25,10 @@ def total_loss(heads, weights, params, decay_mask, weight_decay):
   metrics = {}
   loss = 0.0
   for name, (probs, labels) in heads.items():
-    head_loss = jnp.mean(adacos.categorical_crossentropy(labels, probs))
+    head_loss = jnp.mean(adacos.categorical_crossentropy(labels, probs), where=mask)
     loss = loss + weights[name] * head_loss
     metrics[f"loss/{name}"] = head_loss
-    metrics[f"accuracy/{name}"] = accuracy(probs, labels)
+    metrics[f"accuracy/{name}"] = accuracy(probs, labels, mask)
   decay = weight_decay * squared_norm(params, decay_mask)
   metrics["loss/weight_decay"] = decay
   metrics["loss/total"] = loss + decay
@@ -39,6 +41,6 @@ def squared_norm(params, mask):
   return sum(jax.tree.leaves(squares), jnp.zeros((), jnp.float32))
 
 
-def accuracy(probs, labels):
-  """Fraction of the batch whose most probable class is the label's largest entry."""
-  return jnp.mean(jnp.argmax(probs, axis=-1) == jnp.argmax(labels, axis=-1))
+def accuracy(probs, labels, mask=None):
+  """Fraction of the batch (of its real rows) whose most probable class is the label's largest entry."""
+  return jnp.mean(jnp.argmax(probs, axis=-1) == jnp.argmax(labels, axis=-1), where=mask)

@@ -153,11 +153,15 @@ def epoch_order(n_clips, seed, epoch):
   return np.random.default_rng([seed, epoch]).permutation(n_clips)
 
 
+PADDING = -1  # the clip index of a padding row (train_index_batches)
+
+
 class BatchReader:
   """Reads host batches of stored clips ahead of the consumer with a small thread pool.
 
   Each batch is a dict of numpy arrays: audio [b, max_length] (zero-padded), lengths [b],
-  offsets [b], labels [b]. Memory in flight: `prefetch` batches.
+  offsets [b], labels [b], mask [b] (False for PADDING rows: silence of length 1, label 0).
+  Memory in flight: `prefetch` batches.
   """
 
   def __init__(self, cache, labels, prefetch=2, workers=4):
@@ -166,11 +170,14 @@ class BatchReader:
     self.pool = concurrent.futures.ThreadPoolExecutor(workers)
 
   def _read(self, indices, offsets):
+    indices = np.asarray(indices)
+    real = indices != PADDING
     audio = np.zeros((len(indices), self.cache.max_length), self.cache.dtype)
-    for row, index in enumerate(indices):
-      self.cache.read(index, out=audio[row])
-    return {"audio": audio, "lengths": self.cache.lengths[indices].astype(np.int32),
-            "offsets": offsets.astype(np.int32), "labels": self.labels[indices].astype(np.int32)}
+    for row in np.flatnonzero(real):
+      self.cache.read(indices[row], out=audio[row])
+    return {"audio": audio, "lengths": np.where(real, self.cache.lengths[indices], 1).astype(np.int32),
+            "offsets": np.where(real, offsets, 0).astype(np.int32),
+            "labels": np.where(real, self.labels[indices], 0).astype(np.int32), "mask": real}
 
   def batches(self, index_batches, offset_batches):
     """Yields the batch of each (indices, offsets) pair, in order, reading ahead."""
@@ -186,18 +193,24 @@ class BatchReader:
     self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def train_index_batches(n_clips, batch_size, seed, epoch, start_step=0, process_index=0, process_count=1):
+def train_index_batches(n_clips, batch_size, seed, epoch, start_step=0, process_index=0, process_count=1,
+                        drop_remainder=False):
   """This process's share of each global batch of one epoch, from `start_step` on.
 
-  The last partial batch is dropped (every device needs an equal share); the shuffle makes a
-  different set of clips fall off each epoch.
+  As in Keras' fit, the last partial batch is a step too: it is padded at its end with PADDING
+  rows to the full global batch before the shares are cut, so every batch has one shape and
+  every host and device an equal share (a host may get only padding), and the train step
+  leaves the padding out. `drop_remainder` drops the partial batch instead (the shuffle makes
+  a different set of clips fall off each epoch).
   """
   order = epoch_order(n_clips, seed, epoch)
   share = batch_size // process_count
-  for step in range(start_step, n_clips // batch_size):
+  for step in range(start_step, steps_per_epoch(n_clips, batch_size, drop_remainder)):
     global_batch = order[step * batch_size:(step + 1) * batch_size]
+    global_batch = np.pad(global_batch, (0, batch_size - len(global_batch)), constant_values=PADDING)
     yield global_batch[process_index * share:(process_index + 1) * share]
 
 
-def steps_per_epoch(n_clips, batch_size):
-  return n_clips // batch_size
+def steps_per_epoch(n_clips, batch_size, drop_remainder=False):
+  """ceil(n_clips / batch_size) as Keras' fit; floor with drop_remainder."""
+  return n_clips // batch_size if drop_remainder else -(-n_clips // batch_size)

@@ -100,7 +100,7 @@ def _embed(member, items, batch_size, progress):
   lengths = np.array([len(w) for w in waves])
   offsets = pipeline.clip_offsets([pipeline.clip_key(r) for r in items], lengths,
                                   config.data.clip_samples, config.seed)
-  fn = evaluate.embedding_fn(member.network, config.data.clip_samples, train_lib.data_mesh(jax.devices()[:1]))
+  fn = evaluate.embedding_fn(member.network, config, train_lib.data_mesh(jax.devices()[:1]))
   out = np.empty((len(items), 2 * config.model.embedding_dim), np.float32)
   width = int(lengths.max())
   for start in tqdm.trange(0, len(items), batch_size, unit="batch", desc="scoring", disable=not progress):

@@ -10,6 +10,14 @@ function as 1 device x 64 clips (SPEC.md, data parallelism) with no hand-written
 all_gather, and the same program runs on several hosts (jax.distributed; each process
 feeds its share through make_array_from_process_local_data). The device count changes
 only the float summation order (tests: equal to 1e-5).
+
+Every clip trains, as in Keras' fit: the last partial batch of an epoch is padded to the
+full batch, and a row mask leaves the padding out of everything that looks across the batch
+(BatchNorm statistics, the AdaCos scale statistics, the augmentations' partners, the loss
+means). Padding rather than a second compiled program for the remainder keeps one shape
+(one compilation, and on several hosts the equal shares make_array_from_process_local_data
+needs) and makes the partial batch the same function of its real clips as an unpadded
+batch of them, on any number of devices (tests: 48 clips padded to 64 = a batch of 48).
 """
 import dataclasses
 import json
@@ -35,6 +43,7 @@ from featex_jax import files
 from featex_jax import model as model_lib
 from featex_jax import objective
 from featex_jax import pipeline
+from featex_jax import precision
 from featex_jax.data import classes as classes_lib
 
 
@@ -115,7 +124,8 @@ def make_train_step(config, network, heads, n_classes):
 
   The batch holds stored audio (featex_jax.pipeline): the step cuts the 18 s clips, applies
   mixup to the waveforms, StatEx to the magnitude spectrograms and FeatEx to the
-  embeddings, evaluates the heads and takes one Adam step.
+  embeddings, evaluates the heads and takes one Adam step. `batch["mask"]` marks the real
+  clips of a padded partial batch. Dots and convolutions run at `model.matmul_precision`.
   """
   aug, loss_cfg = config.augment, config.loss
   n_sub = loss_cfg.n_subclusters
@@ -124,27 +134,28 @@ def make_train_step(config, network, heads, n_classes):
   def forward(params, batch_stats, batch, key, scales):
     """Augment, embed and evaluate every head: {head: (probs, labels, new scale)}."""
     key_mixup, key_statex, key_featex = jax.random.split(key, 3)
+    mask = batch["mask"]
     waveforms = clips.tile_and_cut(batch["audio"], batch["lengths"], batch["offsets"], config.data.clip_samples)
     class_labels = jax.nn.one_hot(batch["labels"], n_classes, dtype=jnp.float32)
     if aug.mixup:
-      waveforms, class_labels = augment.mixup(key_mixup, waveforms, class_labels, aug.mixup_prob)
+      waveforms, class_labels = augment.mixup(key_mixup, waveforms, class_labels, aug.mixup_prob, mask)
     ssl_labels = (class_labels if loss_cfg.ssl_class_labels
                   else augment.augmentation_only_labels(class_labels.shape[0]))
     spectrogram = features.magnitude_spectrogram(waveforms, config.model.frame_length, config.model.hop_length)
     if aug.statex:
       spectrogram, ssl_labels = augment.statex(key_statex, spectrogram, ssl_labels, aug.statex_prob,
-                                               aug.statex_mode)
+                                               aug.statex_mode, mask)
     (e1, e2), updates = network.apply({"params": params["backbone"], "batch_stats": batch_stats},
-                                      waveforms, spectrogram, train=True, mutable=["batch_stats"])
+                                      waveforms, spectrogram, train=True, mask=mask, mutable=["batch_stats"])
     embedding = jnp.concatenate([e1, e2], axis=-1)
     inputs = {"classification": (embedding, class_labels), "statex": (embedding, ssl_labels)}
     if aug.featex:
-      inputs["featex"] = augment.featex(key_featex, e1, e2, ssl_labels, aug.featex_prob)
+      inputs["featex"] = augment.featex(key_featex, e1, e2, ssl_labels, aug.featex_prob, mask)
     outputs = {}
     for head in heads:
       head_embedding, labels = inputs[head.name]
       probs, scale = adacos.head(head_embedding, params["centres"][head.name], scales[head.name], labels,
-                                 n_sub, train=True, mode=loss_cfg.scale_update)
+                                 n_sub, train=True, mode=loss_cfg.scale_update, mask=mask)
       outputs[head.name] = (probs, labels, scale)
     return outputs, updates["batch_stats"]
 
@@ -153,7 +164,8 @@ def make_train_step(config, network, heads, n_classes):
     loss, metrics = objective.total_loss(
         {name: (probs, labels) for name, (probs, labels, _) in outputs.items()},
         {h.name: h.weight for h in heads},
-        params["backbone"], model_lib.decayed_kernels_mask(params["backbone"]), loss_cfg.weight_decay)
+        params["backbone"], model_lib.decayed_kernels_mask(params["backbone"]), loss_cfg.weight_decay,
+        batch["mask"])
     new_scales = {name: scale for name, (_, _, scale) in outputs.items()}
     metrics.update({f"scale/{name}": scale for name, scale in new_scales.items()})
     return loss, (new_batch_stats, new_scales, metrics)
@@ -167,7 +179,7 @@ def make_train_step(config, network, heads, n_classes):
                               opt_state=opt_state, scales=scales)
     return new_state, metrics
 
-  return train_step
+  return precision.with_matmul_precision(train_step, config.model.matmul_precision)
 
 
 def data_mesh(devices=None):
@@ -217,7 +229,7 @@ def train(config, workdir, data_dirs=None, progress=True):
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
   _, all_clips = datasets.discover(config, data_dirs)
-  table = datasets.class_table(all_clips)
+  table = datasets.class_table(all_clips, config)
   if (workdir / "config.json").is_file():  # before decoding anything: a mismatch is reported at once
     checkpoint.check_metadata(workdir, config, table)
   checkpoint.write_metadata(workdir, config, table)
@@ -228,9 +240,11 @@ def train(config, workdir, data_dirs=None, progress=True):
   batch_size = config.train.batch_size
   if batch_size % jax.device_count():
     raise ValueError(f"train.batch_size={batch_size} is not divisible by the {jax.device_count()} devices")
-  steps_per_epoch = pipeline.steps_per_epoch(len(train_set), batch_size)
+  drop_remainder = config.train.drop_remainder
+  steps_per_epoch = pipeline.steps_per_epoch(len(train_set), batch_size, drop_remainder)
   if steps_per_epoch == 0:
-    raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {batch_size}")
+    raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {batch_size} "
+                     "and train.drop_remainder=True drops it")
   heads = heads_for(config, table.n_classes)
   network = model_lib.create_model(config.model)
   state, checkpoints = restore_or_create(config, network, heads, workdir, mesh)
@@ -255,7 +269,7 @@ def train(config, workdir, data_dirs=None, progress=True):
     while step < total_steps:
       epoch, start = divmod(step, steps_per_epoch)
       index_batches = list(pipeline.train_index_batches(len(train_set), batch_size, config.seed, epoch, start,
-                                                        jax.process_index(), jax.process_count()))
+                                                        jax.process_index(), jax.process_count(), drop_remainder))
       offsets = pipeline.clip_offsets([pipeline.clip_key(c) for c in train_set.clips], train_set.cache.lengths,
                                       config.data.clip_samples, config.seed,
                                       epoch if config.data.random_offset_per_epoch else None)
@@ -277,8 +291,8 @@ def train(config, workdir, data_dirs=None, progress=True):
         log(*pending, epoch, epoch_metrics)
       checkpoint.save(checkpoints, step, state)
       if is_main and epoch_metrics:
-        _log_epoch(epoch + 1, config.train.epochs, epoch_metrics, time.perf_counter() - started,
-                   (steps_per_epoch - start) * batch_size, bar)
+        clips_read = min(steps_per_epoch * batch_size, len(train_set)) - start * batch_size
+        _log_epoch(epoch + 1, config.train.epochs, epoch_metrics, time.perf_counter() - started, clips_read, bar)
   finally:
     bar.close()
     reader.close()

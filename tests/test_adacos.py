@@ -133,6 +133,54 @@ def test_scale_follows_the_tfp_median_when_below_pi_over_4(mode, batch):
   assert abs(got - (numerator / np.cos(other_middle) + 1e-7)) > 1e-3
 
 
+def random_mask(rng, batch, n_real):
+  """n_real True entries at random positions."""
+  mask = np.zeros(batch, bool)
+  mask[rng.choice(batch, n_real, replace=False)] = True
+  return mask
+
+
+@pytest.mark.parametrize("n_real", range(1, 10))
+def test_masked_median_is_tfp_nearest_of_the_real_rows(n_real):
+  """Odd and even counts (n % 4 == 0 and 2 pick different middles), real rows anywhere."""
+  rng = np.random.default_rng(n_real)
+  values = rng.normal(size=11).astype(np.float32)
+  mask = random_mask(rng, 11, n_real)
+  assert adacos.batch_median(jnp.asarray(values), jnp.asarray(mask)) == np_tfp_median(values[mask])
+  assert jax.jit(adacos.batch_median)(values, mask) == np_tfp_median(values[mask])
+
+
+@pytest.mark.parametrize("mode", adacos.SCALE_UPDATES)
+@pytest.mark.parametrize("n_real", [1, 3, 4, 5, 6, 8])
+def test_masked_scale_and_head_are_those_of_the_real_rows(mode, n_real):
+  """The max, the mean of sums and the median see only the real rows: padding rows holding
+  larger cosines and other labels change nothing."""
+  rng = np.random.default_rng(10 + n_real)
+  n_classes, n_subclusters, batch = 3, 4, 8
+  embeddings, centres, labels = clustered_batch(n_real, batch, n_classes, n_subclusters, noise=0.6)
+  mask = random_mask(rng, batch, n_real)
+  embeddings[~mask] = 5 * centres[:, 0]  # padding: on a centre, the largest cosine of the batch
+  cos = np_cosines(embeddings, centres)
+  expected = np_updated_scale(cos[mask], labels[mask], 3.0, n_subclusters, mode)
+  with jax.default_matmul_precision("float32"):
+    e, w, y = f32(embeddings, centres, labels)
+    got = adacos.updated_scale(*f32(cos, labels), np.float32(3.0), n_subclusters, mode, jnp.asarray(mask))
+    probs, scale = adacos.head(e, w, np.float32(3.0), y, n_subclusters, train=True, mode=mode, mask=jnp.asarray(mask))
+    alone, alone_scale = adacos.head(e[mask], w, np.float32(3.0), y[mask], n_subclusters, train=True, mode=mode)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  np.testing.assert_allclose(scale, alone_scale, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(probs)[mask], alone, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", adacos.SCALE_UPDATES)
+def test_all_true_mask_gives_the_unmasked_scale(mode):
+  embeddings, centres, labels = f32(*clustered_batch(3, 8, 3, 4))
+  cos = adacos.cosines(embeddings, centres)
+  unmasked = adacos.updated_scale(cos, labels, np.float32(3.0), 4, mode)
+  masked = adacos.updated_scale(cos, labels, np.float32(3.0), 4, mode, jnp.ones(8, bool))
+  np.testing.assert_allclose(masked, unmasked, rtol=1e-7)
+
+
 def test_class_angles_by_hand():
   """One sample, 2 classes x 2 sub-clusters, labels (0.3, 0.7). Reference: the label-weighted
   SUM of all angles times 2 non-zero entries (far above pi/4); textbook: the angle to the

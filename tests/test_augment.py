@@ -184,6 +184,49 @@ def test_augmentation_only_labels_follow_the_same_decisions():
   assert 0 < (a3[:, 0] == 1).sum() < B  # both outcomes occur with this key
 
 
+@pytest.mark.parametrize("real", [[1, 1, 1, 1, 1, 0, 0, 0], [1, 0, 1, 1, 0, 0, 1, 1], [1, 0, 0, 0, 0, 0, 0, 0],
+                                  [1] * 8])
+def test_partners_are_the_real_rows_reversed(real):
+  """Real rows k = 0..n-1 (in order) pair with real row n-1-k, as the reference reverses its
+  batch of n; padding rows pair with themselves."""
+  mask = np.asarray(real, bool)
+  expected = np.arange(len(mask))
+  real_rows = np.flatnonzero(mask)
+  expected[real_rows] = real_rows[::-1]
+  np.testing.assert_array_equal(augment.partner_rows(mask), expected)
+  np.testing.assert_array_equal(jax.jit(augment.partner_rows)(mask), expected)
+  x = np.arange(len(mask) * 2).reshape(-1, 2)
+  np.testing.assert_array_equal(augment.partner(x, mask), x[expected])
+
+
+PADDED = 9  # B = 6 real clips padded to 9
+
+
+def padded(x, rng):
+  """x [B, ...] followed by PADDED - B rows of other random values."""
+  return np.concatenate([x, rng.normal(size=(PADDED - B,) + x.shape[1:]).astype(x.dtype)])
+
+
+def test_padded_batch_augments_its_real_clips_as_a_batch_of_them():
+  """The draws for the first n rows of a padded batch are those of a batch of n, and the
+  partners are the real rows reversed: mixup, StatEx (each mode) and FeatEx give the real rows
+  exactly what the unpadded batch gets."""
+  rng = np.random.default_rng(14)
+  mask = np.arange(PADDED) < B
+  w = rng.normal(size=(B, N_SAMPLES)).astype(np.float32)
+  x = rng.gamma(2.0, size=(B, T, F)).astype(np.float32)
+  e1, e2 = rng.normal(size=(2, B, D)).astype(np.float32)
+  y = one_hot(rng)
+  key = jax.random.key(15)
+  cases = [(augment.mixup, (w, y)), (augment.featex, (e1, e2, y))]
+  cases += [(functools.partial(augment.statex, mode=mode), (x, y)) for mode in augment.STATEX_MODES]
+  for fn, args in cases:
+    alone = fn(key, *args, 0.5)
+    with_padding = fn(key, *[padded(a, rng) for a in args], 0.5, mask=mask)
+    for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(with_padding)):
+      np.testing.assert_allclose(np.asarray(b)[:B], a, rtol=1e-6, atol=1e-6)
+
+
 def test_augmentations_jit():
   rng = np.random.default_rng(12)
   x = rng.gamma(2.0, size=(B, T, F)).astype(np.float32)

@@ -1,5 +1,6 @@
 """Training classes and scoring groups in the reference's LabelEncoder order; saved and compared by name."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ from featex_jax.data import classes, layout
 from featex_jax.data.errors import DataError
 
 
-def clip(machine="fan", section="00", attributes="m-n_W", domain="source", split="train", label="normal"):
-  return layout.Clip(path=f"/data/{machine}/{split}/x.wav", file_name="x.wav", machine=machine, section=section,
-                     domain=domain, split=split, label=label, attributes=attributes, root="/data")
+def clip(machine="fan", section="00", attributes="m-n_W", domain="source", split="train", label="normal",
+         file_name="x.wav"):
+  return layout.Clip(path=f"/data/{machine}/{split}/{file_name}", file_name=file_name, machine=machine,
+                     section=section, domain=domain, split=split, label=label, attributes=attributes, root="/data")
 
 
 def reference_name(c):
@@ -54,6 +56,48 @@ def test_real_sample_classes(shared_data):
   with pytest.raises(DataError, match="fan_00###m-n_W###True' is not one of the 12 training classes"):
     table.class_index(unseen)
   assert table.groups[table.group_index(unseen)] == ("fan", "00")
+
+
+def reference_encoder_keys(root):
+  """The reference's key strings ("encode ids as labels"), restated from its file handling: every
+  file of <machine>/train and of the development set's <machine>/test, as
+  '<machine>_<name part 1>###<name parts 6..>###<name part 2 == source>'."""
+  keys = []
+  for machine in sorted(os.listdir(root)):
+    for split in ("train", "test"):
+      folder = os.path.join(root, machine, split)
+      for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        parts = name[:-len(".wav")].split("_")
+        keys.append("###".join([f"{machine}_{parts[1]}", "_".join(parts[6:]), str(parts[2] == "source")]))
+  return keys
+
+
+def test_reference_table_is_the_reference_label_encoder_on_real_clips(shared_data):
+  root = shared_data / "dcase2023-sample"
+  clips = layout.discover(root)
+  encoder = LabelEncoder().fit(reference_encoder_keys(root))
+  table = classes.ClassTable.from_clips(classes.table_clips(clips))
+  assert table.n_classes == len(encoder.classes_) == 26  # 12 from the training clips, 14 more from the test clips
+  assert table.class_names == list(encoder.classes_)
+  training = classes.training_clips(clips)
+  assert [table.class_index(c) for c in training] == list(encoder.transform([reference_name(c) for c in training]))
+  assert classes.ClassTable.from_clips(classes.table_clips(clips, "training")).n_classes == 12
+
+
+def test_evaluation_test_clips_never_add_classes():
+  """Anonymous evaluation test names state nothing: even with ground truth filled in (domain,
+  attributes, label), the reference's table does not see them; development test names do."""
+  training = clip(attributes="a_1")
+  development_test = clip(attributes="a_2", split="test", label="anomaly",
+                          file_name="section_00_source_test_anomaly_0000_a_2.wav")
+  evaluation_test = clip(machine="pump", attributes="a_3", split="test", label="anomaly", file_name="section_00_0000.wav")
+  evaluation_train = clip(machine="pump", attributes="a_1")
+  all_clips = [training, development_test, evaluation_test, evaluation_train]
+  names = lambda mode: classes.ClassTable.from_clips(classes.table_clips(all_clips, mode)).class_names
+  assert names("reference") == ["fan_00###a_1###True", "fan_00###a_2###True", "pump_00###a_1###True"]
+  assert names("training") == ["fan_00###a_1###True", "pump_00###a_1###True"]
+  with pytest.raises(DataError, match="data.class_table must be one of"):
+    classes.table_clips(all_clips, "all")
 
 
 def test_json_round_trip():

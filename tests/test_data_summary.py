@@ -40,8 +40,10 @@ def test_json_counts_equal_the_manifest(shared_data):
     assert got[key]["sample_rates"] == sorted(cell["sample_rates"]) and got[key]["channels"] == sorted(cell["channels"])
   assert summary["clips"] == len(rows)
   assert summary["machines"] == sorted({r["machine"] for r in rows})
-  train_keys = {(r["machine"], r["section"], r["attributes"], r["domain"]) for r in rows if r["split"] == "train"}
-  assert summary["classes"] == len(train_keys) and len(summary["class_names"]) == len(train_keys)
+  # The reference's table: the keys of the training and the (development, labelled) test clips.
+  keys = {(r["machine"], r["section"], r["attributes"], r["domain"]) for r in rows}
+  assert summary["class_table"] == "reference"
+  assert summary["classes"] == len(keys) and len(summary["class_names"]) == len(keys)
   assert summary["groups"] == len({(r["machine"], r["section"]) for r in rows})
   assert summary["unreadable"] == []
 
@@ -52,7 +54,7 @@ def test_table_and_errors(shared_data, tmp_path, capsys):
   assert table.splitlines()[0].split() == ["machine", "section", "split", "domain", "label", "clips", "duration",
                                            "sample", "rates", "channels"]
   assert "valve 00 test target anomaly 3 0:00:30 16000 1".split() in [line.split() for line in table.splitlines()]
-  assert table.rstrip().endswith("7 (machine, section) groups; N = 12 training classes")
+  assert table.rstrip().endswith("7 (machine, section) groups; N = 26 classes (data.class_table=reference)")
 
   make_tree(tmp_path / "data", ["fan/train/section_00_source_train_normal_0000_a_1.wav",
                                 "fan/test/section_00_0000.wav"])

@@ -115,6 +115,47 @@ def test_training_updates_batch_statistics_as_keras_does(variables, clips):
   np.testing.assert_allclose(new_bn["mean"], 0.99 * old_bn["mean"], atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(7, 5), (7, 4, 5), (7, 3, 4, 5)])
+@pytest.mark.parametrize("real", [[1, 1, 1, 0, 0, 0, 0], [0, 1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1]])
+def test_masked_batch_norm_uses_the_statistics_of_the_real_rows(shape, real):
+  """Batch statistics of the real rows only (NumPy, float64), the running averages move by
+  them alone, and the real rows are normalised exactly as in a batch of just them."""
+  rng = np.random.default_rng(len(shape))
+  x = (rng.normal(size=shape) * rng.uniform(0.5, 3, shape[-1]) + rng.normal(size=shape[-1])).astype(np.float32)
+  rows = np.asarray(real, bool)
+  make = lambda mask: model_lib.RowMaskedBatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3,
+                                                   use_fast_variance=False, rows=mask)
+  variables = {"params": {"scale": rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32),
+                          "bias": rng.normal(size=shape[-1]).astype(np.float32)},
+               "batch_stats": {"mean": rng.normal(size=shape[-1]).astype(np.float32),
+                               "var": rng.uniform(0.5, 2, shape[-1]).astype(np.float32)}}
+  y, state = make(jnp.asarray(rows)).apply(variables, x, mutable=["batch_stats"])
+  real_x = x[rows].astype(np.float64).reshape(-1, shape[-1])
+  mean, var = real_x.mean(axis=0), real_x.var(axis=0)
+  np.testing.assert_allclose(state["batch_stats"]["mean"], 0.9 * variables["batch_stats"]["mean"] + 0.1 * mean,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state["batch_stats"]["var"], 0.9 * variables["batch_stats"]["var"] + 0.1 * var, rtol=1e-5)
+  expected = (x[rows] - mean) / np.sqrt(var + 1e-3) * variables["params"]["scale"] + variables["params"]["bias"]
+  np.testing.assert_allclose(y[rows], expected, rtol=1e-4, atol=1e-5)
+  alone, alone_state = make(None).apply(variables, x[rows], mutable=["batch_stats"])
+  np.testing.assert_allclose(y[rows], alone, rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state, alone_state)
+
+
+def test_a_padded_batch_trains_the_network_as_its_real_clips(variables, clips):
+  """The mask reaches every BatchNorm: a padding row of other audio changes neither the real
+  clips' embeddings nor any running statistic."""
+  model = model_lib.FeatExNet()
+  padded = np.concatenate([clips, np.random.default_rng(5).normal(0, 1, (1, SHORT)).astype(np.float32)])
+  masked = jax.jit(lambda v, x, m: model.apply(v, x, train=True, mask=m, mutable=["batch_stats", "intermediates"]))
+  (e1, e2), state = masked(variables, padded, np.array([True, True, False]))
+  (f1, f2), expected = apply(model, variables, clips, None, True)
+  np.testing.assert_allclose(e1[:2], f1, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(e2[:2], f2, rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               state["batch_stats"], expected["batch_stats"])
+
+
 def test_spectrogram_argument_replaces_the_stft_of_the_spectrogram_branch_only(variables, clips):
   model = model_lib.FeatExNet()
   default = apply(model, variables, clips, None, False)

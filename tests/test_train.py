@@ -1,5 +1,8 @@
-"""The train step: device-count invariance, determinism, learning, every paper variant."""
+"""The train step: device-count invariance (also of padded partial batches), determinism,
+learning, every paper variant, the matmul precision it compiles with."""
+import dataclasses
 import importlib
+import re
 
 import jax
 import numpy as np
@@ -11,6 +14,7 @@ from featex_jax import train
 
 N_CLASSES = 4
 CLIP = 16000  # 1 s clips keep CPU compile and step times small; the model is the real one
+PARTIAL = 5  # real clips in the partial batch of 8 (padded): three of 8 devices hold only padding
 
 
 def tiny_config(variant=None):
@@ -21,12 +25,14 @@ def tiny_config(variant=None):
   return config
 
 
-def random_batch(seed, batch_size=8, stored=12000):
+def random_batch(seed, batch_size=8, stored=12000, real_rows=None):
+  """Random stored clips; rows from `real_rows` on are padding (mask False) full of other random clips."""
   rng = np.random.default_rng(seed)
   return {"audio": (rng.standard_normal((batch_size, stored)) * 3000).astype(np.int16),
           "lengths": rng.integers(stored // 2, stored + 1, batch_size).astype(np.int32),
           "offsets": rng.integers(0, 4000, batch_size).astype(np.int32),
-          "labels": rng.integers(0, N_CLASSES, batch_size).astype(np.int32)}
+          "labels": rng.integers(0, N_CLASSES, batch_size).astype(np.int32),
+          "mask": np.arange(batch_size) < (batch_size if real_rows is None else real_rows)}
 
 
 def compiled_step(config, devices):
@@ -42,12 +48,31 @@ def run_steps(config, devices, n_steps, compiled=None):
   """n_steps on random batches; returns ([host state after each step], [metrics of each step])."""
   state, step, mesh = compiled or compiled_step(config, devices)
   states, history = [], []
-  with jax.default_matmul_precision("float32"):
-    for i in range(n_steps):
-      state, metrics = step(state, train.global_batch(random_batch(i), mesh), train.step_key(config.seed, i))
-      states.append(jax.device_get(state))
-      history.append(jax.device_get(metrics))
+  for i in range(n_steps):
+    state, metrics = step(state, train.global_batch(random_batch(i), mesh), train.step_key(config.seed, i))
+    states.append(jax.device_get(state))
+    history.append(jax.device_get(metrics))
   return states, history
+
+
+@dataclasses.dataclass
+class Runs:
+  """What one mesh computed from one initial state: 5 steps, and one step on a partial batch."""
+  initial: object   # host state
+  step: object      # the jit'd step
+  mesh: object
+  states: list      # host state after each of the 5 steps
+  history: list     # metrics of each of the 5 steps
+  partial: tuple    # (host state, metrics) after one step on random_batch(0, real_rows=PARTIAL)
+
+
+def runs_on(config, devices):
+  state, step, mesh = compiled_step(config, devices)
+  initial = jax.device_get(state)
+  partial_state, metrics = step(train.replicate(initial, mesh), train.global_batch(random_batch(0, real_rows=PARTIAL), mesh),
+                                train.step_key(config.seed, 0))
+  partial = (jax.device_get(partial_state), jax.device_get(metrics))
+  return Runs(initial, step, mesh, *run_steps(config, devices, 5, (train.replicate(initial, mesh), step, mesh)), partial)
 
 
 def assert_trees_close(a, b, rtol, floor):
@@ -71,7 +96,8 @@ def assert_metrics_close(history_a, history_b, rtol):
 
 @pytest.fixture(scope="module")
 def one_and_eight_devices():
-  """5 steps of the same global batches and keys on 1 device and on 8 devices.
+  """5 steps of the same global batches and keys on 1 device and on 8 devices, and one step on
+  a partial batch (Runs).
 
   Adam's first update is lr * g / (|g| + eps), i.e. +-lr for any |g| >> eps, so with the
   reference's eps = 1e-7 float32 noise in a gradient that is zero in exact arithmetic flips a
@@ -82,23 +108,35 @@ def one_and_eight_devices():
     pytest.fail("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (set in conftest.py)")
   config = tiny_config()
   config.optim.eps = 1e-3
-  return config, run_steps(config, jax.devices()[:1], 5), run_steps(config, jax.devices()[:8], 5)
+  return config, runs_on(config, jax.devices()[:1]), runs_on(config, jax.devices()[:8])
+
+
+def assert_one_step_close(state1, metrics1, state8, metrics8):
+  assert_metrics_close([metrics1], [metrics8], 1e-5)
+  assert_trees_close(state8.scales, state1.scales, 1e-5, 1e-3)
+  assert_trees_close(state8.batch_stats, state1.batch_stats, 1e-5, 1e-3)
+  # Gradient entries are float32 sums over 8 clips in another order: measured 5e-5 of a
+  # leaf's largest value at worst (a BatchNorm bias, one Adam step from zero).
+  assert_trees_close(state8.params, state1.params, 1e-4, 1e-3)
 
 
 def test_one_step_on_eight_devices_equals_one_step_on_one_device(one_and_eight_devices):
-  _, (states1, history1), (states8, history8) = one_and_eight_devices
-  assert_metrics_close(history1[:1], history8[:1], 1e-5)
-  assert_trees_close(states8[0].scales, states1[0].scales, 1e-5, 1e-3)
-  assert_trees_close(states8[0].batch_stats, states1[0].batch_stats, 1e-5, 1e-3)
-  # Gradient entries are float32 sums over 8 clips in another order: measured 5e-5 of a
-  # leaf's largest value at worst (a BatchNorm bias, one Adam step from zero).
-  assert_trees_close(states8[0].params, states1[0].params, 1e-4, 1e-3)
+  _, one, eight = one_and_eight_devices
+  assert_one_step_close(one.states[0], one.history[0], eight.states[0], eight.history[0])
+
+
+def test_a_partial_batch_on_eight_devices_equals_one_device(one_and_eight_devices):
+  """5 real clips padded to 8: three devices hold only padding, the masked statistics are global."""
+  _, one, eight = one_and_eight_devices
+  assert_one_step_close(*one.partial, *eight.partial)
+  assert not np.allclose(one.partial[1]["loss/total"], one.history[0]["loss/total"])  # the padding is left out
 
 
 def test_five_steps_on_eight_devices_stay_with_one_device(one_and_eight_devices):
   """Losses and scales stay together (measured 5e-5 at step 5: float32 differences grow
   about 10x per step on this tiny random batch), and so do the parameters."""
-  _, (states1, history1), (states8, history8) = one_and_eight_devices
+  _, one, eight = one_and_eight_devices
+  states1, history1, states8, history8 = one.states, one.history, eight.states, eight.history
   assert_metrics_close(history1, history8, 1e-3)
   assert int(states8[-1].step) == int(states1[-1].step) == 5
   flat1 = np.concatenate([np.ravel(x) for x in jax.tree.leaves(states1[-1].params)])
@@ -106,8 +144,62 @@ def test_five_steps_on_eight_devices_stay_with_one_device(one_and_eight_devices)
   assert np.linalg.norm(flat8 - flat1) <= 1e-4 * np.linalg.norm(flat1)
 
 
+def test_padding_rows_change_nothing(one_and_eight_devices):
+  """What the padding rows of a partial batch hold never reaches the result: other random
+  clips and labels in them give bit-identical parameters, statistics, scales and metrics."""
+  config, one, _ = one_and_eight_devices
+  batch = random_batch(0, real_rows=PARTIAL)
+  other = random_batch(100)
+  padding = ~batch["mask"]
+  for name in ("audio", "lengths", "offsets", "labels"):
+    batch[name][padding] = other[name][padding]
+  state, metrics = one.step(train.replicate(one.initial, one.mesh), train.global_batch(batch, one.mesh),
+                            train.step_key(config.seed, 0))
+  for x, y in zip(jax.tree.leaves((jax.device_get(state), jax.device_get(metrics))), jax.tree.leaves(one.partial)):
+    np.testing.assert_array_equal(x, y)
+
+
+def precisions_in(lowered_text):
+  """The precision names of every dot_general and convolution of a lowered program."""
+  ops = [line for line in lowered_text.splitlines() if "stablehlo.dot_general" in line or "stablehlo.convolution" in line]
+  assert ops
+  return {name for line in ops for name in re.findall(r"\b(DEFAULT|HIGHEST|HIGH)\b", line) or ["none"]}
+
+
+@pytest.mark.parametrize("setting, expected", [("float32", {"HIGHEST"}), ("bfloat16", {"DEFAULT"}),
+                                               ("default", {"HIGH"})])
+def test_matmul_precision_reaches_the_compiled_train_step(setting, expected):
+  """Every dot and convolution of the step, forward and backward, whatever the caller's
+  context (here TF32); "default" leaves it to that context."""
+  config = tiny_config()
+  config.model.matmul_precision = setting
+  heads = train.heads_for(config, N_CLASSES)
+  network = model_lib.create_model(config.model)
+  mesh = train.data_mesh(jax.devices()[:1])
+  state = jax.eval_shape(lambda: train.create_train_state(config, network, heads, jax.random.key(0)))
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), random_batch(0))
+  step = train.parallel_train_step(train.make_train_step(config, network, heads, N_CLASSES), mesh)
+  with jax.default_matmul_precision("tensorfloat32"):
+    text = step.lower(state, batch, train.step_key(0, 0)).as_text()
+  assert precisions_in(text) == expected
+
+
+def test_matmul_precision_reaches_the_embedding_function():
+  """Evaluation and scoring embed at the run's setting too."""
+  from featex_jax import evaluate
+  config = tiny_config()
+  network = model_lib.create_model(config.model)
+  variables = jax.eval_shape(lambda: network.init(jax.random.key(0), np.zeros((1, CLIP), np.float32), train=False))
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), random_batch(0))
+  fn = evaluate.embedding_fn(network, config, train.data_mesh(jax.devices()[:1]))
+  with jax.default_matmul_precision("tensorfloat32"):
+    text = fn.lower(variables, batch["audio"], batch["lengths"], batch["offsets"]).as_text()
+  assert precisions_in(text) == {"HIGHEST"}
+
+
 def test_scales_move_and_frozen_centres_stay(one_and_eight_devices):
-  config, (states, history), _ = one_and_eight_devices
+  config, one, _ = one_and_eight_devices
+  states, history = one.states, one.history
   fresh_centres = train.create_train_state(
       config, model_lib.create_model(config.model), train.heads_for(config, N_CLASSES),
       jax.random.key(config.seed)).params["centres"]
@@ -122,9 +214,9 @@ def test_scales_move_and_frozen_centres_stay(one_and_eight_devices):
 
 def test_same_seed_gives_identical_parameters(one_and_eight_devices):
   """Determinism: the same program, seed and batches give bit-identical parameters."""
-  config, (states, _), _ = one_and_eight_devices
+  config, one, _ = one_and_eight_devices
   again, _ = run_steps(config, jax.devices()[:1], 2)
-  for x, y in zip(jax.tree.leaves(states[1]), jax.tree.leaves(again[1])):
+  for x, y in zip(jax.tree.leaves(one.states[1]), jax.tree.leaves(again[1])):
     np.testing.assert_array_equal(x, y)
 
 

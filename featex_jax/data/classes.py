@@ -2,14 +2,19 @@
 
 The order is the reference's: sklearn's LabelEncoder over the strings
 '<machine>_<section>###<attributes>###<domain == source>', i.e. the sorted order of those
-strings (so 'False' = target sorts before 'True' = source). A class table is saved with every
-run so that the rows of a checkpoint's heads map back to names.
+strings (so 'False' = target sorts before 'True' = source). Which clips' keys make the table
+(`table_clips`): the reference fits its encoder on the training clips of every root AND the
+development set's test clips, normal and anomalous ("reference"), so N counts attribute
+values that only test clips have; "training" uses the training clips alone. A class table is
+saved with every run so that the rows of a checkpoint's heads map back to names.
 """
 import dataclasses
 
+from featex_jax.data import names
 from featex_jax.data.errors import DataError, listing
 
 TRAINING_SPLITS = ("train", "supplemental")
+CLASS_TABLES = ("reference", "training")
 _FORMAT = "featex_jax.class_table/1"
 
 
@@ -40,6 +45,20 @@ def training_clips(clips):
   return [c for c in clips if c.split in TRAINING_SPLITS]
 
 
+def table_clips(clips, class_table="reference"):
+  """The clips whose keys make the class table (see the module docstring).
+
+  "reference" adds the test clips whose file names state their label: the development set's
+  (section_00_source_test_anomaly_0001_<attributes>.wav). Evaluation-set test names
+  (section_00_0000.wav) state nothing, so the reference never sees their keys; ground truth
+  given at evaluation does not change the table either.
+  """
+  if class_table not in CLASS_TABLES:
+    raise DataError(f"data.class_table must be one of {CLASS_TABLES}, got {class_table!r}")
+  labelled_tests = [c for c in clips if c.split == "test" and names.parse(c.file_name).label is not None]
+  return training_clips(clips) + (labelled_tests if class_table == "reference" else [])
+
+
 def _group_name(group):
   return f"{group[0]}_{group[1]}"
 
@@ -60,11 +79,7 @@ class ClassTable:
 
   @classmethod
   def from_clips(cls, clips):
-    """One class per distinct (machine, section, attributes, domain) of `clips`.
-
-    Pass the training clips of all roots (`training_clips`); the reference also adds the
-    development test clips' keys to its encoder, which a caller can reproduce by passing them.
-    """
+    """One class per distinct (machine, section, attributes, domain) of `clips` (`table_clips`)."""
     keys = {class_key(c) for c in clips}
     if not keys:
       raise DataError("no clips to build training classes from")

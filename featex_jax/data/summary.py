@@ -7,8 +7,11 @@ from featex_jax.data.errors import DataError
 _ROW_KEY = ("machine", "section", "split", "domain", "label")
 
 
-def summarize(clips):
-  """A JSON-able summary of `clips`; reads every header (no decoding), lists unreadable files."""
+def summarize(clips, class_table="reference"):
+  """A JSON-able summary of `clips`; reads every header (no decoding), lists unreadable files.
+
+  N is that of the class table training would build (data.class_table, default "reference").
+  """
   rows, bad = {}, []
   for clip in clips:
     try:
@@ -27,13 +30,14 @@ def summarize(clips):
   for row in ordered:
     row["duration_s"] = round(row["duration_s"], 3)
     row["sample_rates"], row["channels"] = sorted(row["sample_rates"]), sorted(row["channels"])
-  training = classes_lib.training_clips(clips)
-  table = classes_lib.ClassTable.from_clips(training) if training else None
+  table_clips = classes_lib.table_clips(clips, class_table)
+  table = classes_lib.ClassTable.from_clips(table_clips) if table_clips else None
   return {
       "roots": list(dict.fromkeys(c.root for c in clips)),
       "clips": len(clips),
       "machines": sorted({c.machine for c in clips}),
       "groups": table.n_groups if table else 0,
+      "class_table": class_table,
       "classes": table.n_classes if table else 0,
       "class_names": table.class_names if table else [],
       "rows": ordered,
@@ -53,7 +57,8 @@ def format_table(summary):
   text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
   total = sum(r["duration_s"] for r in summary["rows"])
   text.append(f"{summary['clips']} clips ({_duration(total)}) of {len(summary['machines'])} machine types; "
-              f"{summary['groups']} (machine, section) groups; N = {summary['classes']} training classes")
+              f"{summary['groups']} (machine, section) groups; N = {summary['classes']} classes "
+              f"(data.class_table={summary['class_table']})")
   if summary["unreadable"]:
     text.append(f"{len(summary['unreadable'])} unreadable file(s):")
     text.extend("  " + problem for problem in summary["unreadable"])
