@@ -4,6 +4,7 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import soundfile
 
 from featex_jax import clips
@@ -58,15 +59,52 @@ def test_offsets_are_per_clip_and_in_the_reference_range():
   assert not np.array_equal(pipeline.clip_offsets(keys, lengths, 288000, seed=3, epoch=0), fixed)
 
 
-def test_processes_split_every_global_batch():
+def test_every_clip_is_in_one_batch_of_each_epoch():
+  """As Keras' fit: ceil(n / batch) steps, the last one padded; a set smaller than a batch is one step."""
+  for n_clips, batch_size in ((100, 8), (48, 64), (64, 64), (65, 64)):
+    batches = list(pipeline.train_index_batches(n_clips, batch_size, seed=1, epoch=2))
+    assert len(batches) == pipeline.steps_per_epoch(n_clips, batch_size) == -(-n_clips // batch_size)
+    flat = np.concatenate(batches)
+    assert len(flat) == len(batches) * batch_size
+    np.testing.assert_array_equal(np.sort(flat[flat != pipeline.PADDING]), np.arange(n_clips))
+    np.testing.assert_array_equal(flat[n_clips:], pipeline.PADDING)  # the padding is at the end
+    np.testing.assert_array_equal(flat[:n_clips], pipeline.epoch_order(n_clips, 1, 2))
+  dropped = list(pipeline.train_index_batches(100, 8, seed=1, epoch=2, drop_remainder=True))
+  assert len(dropped) == pipeline.steps_per_epoch(100, 8, drop_remainder=True) == 12
+  assert pipeline.PADDING not in np.concatenate(dropped)
+  assert pipeline.steps_per_epoch(48, 64, drop_remainder=True) == 0
+
+
+@pytest.mark.parametrize("n_processes", [2, 4])
+def test_processes_read_equal_shares_of_every_global_batch(n_processes):
+  """Each process reads batch / processes rows of every step, the partial last batch too (where
+  a process may get only padding); together they read the global batch."""
   whole = list(pipeline.train_index_batches(100, 8, seed=1, epoch=2))
-  shares = [list(pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p, process_count=2))
-            for p in range(2)]
-  assert len(whole) == 12  # the last partial batch is dropped
+  shares = [list(pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p, process_count=n_processes))
+            for p in range(n_processes)]
+  assert len(whole) == 13 and all(len(share) == 13 for share in shares)
   for step, batch in enumerate(whole):
-    np.testing.assert_array_equal(np.concatenate([shares[0][step], shares[1][step]]), batch)
+    assert all(len(share[step]) == 8 // n_processes for share in shares)
+    np.testing.assert_array_equal(np.concatenate([share[step] for share in shares]), batch)
+  assert list(shares[-1][-1]) == [pipeline.PADDING] * (8 // n_processes)  # 4 real clips in the last batch
   resumed = list(pipeline.train_index_batches(100, 8, seed=1, epoch=2, start_step=5))
   np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[5:]))
+
+
+def test_padding_rows_are_read_as_masked_silence(tmp_path):
+  paths = write_clips(tmp_path / "audio", [8000, 12000, 9000])
+  cache = pipeline.open_cache(paths, tmp_path / "cache", progress=False)
+  reader = pipeline.BatchReader(cache, [4, 5, 6])
+  try:
+    batch, = reader.batches([np.array([2, pipeline.PADDING, 0, pipeline.PADDING])], [np.array([7, 99, 3, 99])])
+  finally:
+    reader.close()
+  np.testing.assert_array_equal(batch["mask"], [True, False, True, False])
+  np.testing.assert_array_equal(batch["labels"], [6, 0, 4, 0])
+  np.testing.assert_array_equal(batch["lengths"], [9000, 1, 8000, 1])
+  np.testing.assert_array_equal(batch["offsets"], [7, 0, 3, 0])
+  np.testing.assert_array_equal(batch["audio"][0, :9000], cache.read(2))
+  assert not batch["audio"][[1, 3]].any()
 
 
 def test_device_cut_equals_the_reference_tiling():
