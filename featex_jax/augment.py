@@ -5,8 +5,8 @@ as in the authors' Keras layers), and decides per clip, from its PRNG key alone,
 applies (uniform u < prob). A padded partial batch passes `mask` [B] (True = real clip): the
 real clips are then reversed among themselves, as the reference reverses its partial last
 batch, and each padding row is its own partner, so padding never reaches a real clip. The
-draws of a batch of B are the first draws of a batch of n <= B (threefry is partitionable
-here), so n real clips padded to B are augmented exactly as a batch of n. The decisions never depend on the labels, so the same key gives the
+draws of a batch of B begin with those of a batch of n <= B (jax_threefry_partitionable, JAX's
+default), so n real clips padded to B are augmented exactly as a batch of n (tested). The decisions never depend on the labels, so the same key gives the
 same augmentation whichever labels are passed: for the ablation "SSL loss without class
 labels" the train step passes `augmentation_only_labels(batch)` instead of the class labels and
 gets the 3- and 9-class targets of the same exchanges.

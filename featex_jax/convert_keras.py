@@ -277,7 +277,7 @@ def save_checkpoint(out, converted, config=None, classes=None):
   config.data.clip_samples = converted["clip_samples"]
   n_classes = converted["n_classes"]
   if classes is not None and classes.n_classes != n_classes:
-    raise KerasWeightsError(f"the data has {classes.n_classes} training classes, the Keras heads {n_classes}")
+    raise KerasWeightsError(f"the data's class table has {classes.n_classes} classes, the Keras heads {n_classes}")
   heads = train.heads_for(config, n_classes)
   centres = {h.name: jnp.asarray(converted["heads"][h.name]) for h in heads}
   params = {"backbone": jax.tree.map(jnp.asarray, converted["params"]), "centres": centres}

@@ -65,7 +65,8 @@ def load_member(workdir, data_classes):
     n_classes = json.loads(keras.read_text())["n_classes"] if keras.is_file() else None
     if n_classes != data_classes.n_classes:
       raise checkpoint.CheckpointMismatchError(
-          f"{workdir} has no classes.json and its heads have {n_classes} classes; the data has {data_classes.n_classes}")
+          f"{workdir} has no classes.json and its heads have {n_classes} classes; the data has "
+          f"{data_classes.n_classes} (data.class_table={config.data.class_table})")
     classes = data_classes
   else:
     _check_classes(data_classes, "the data", workdir, classes)

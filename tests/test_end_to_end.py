@@ -16,7 +16,9 @@ from sklearn import metrics as skmetrics
 
 from configs import synthetic as synthetic_config
 from featex_jax import checkpoint
+from featex_jax import configuration
 from featex_jax import evaluate
+from featex_jax import files
 from featex_jax import score
 from featex_jax import synthetic
 from featex_jax import train
@@ -131,6 +133,24 @@ def test_checkpoint_of_another_config_is_refused(trained):
   changed.data.cache_dir = config.data.cache_dir
   with pytest.raises(checkpoint.CheckpointMismatchError, match=r"loss.weight_decay: checkpoint 1e-05 vs now 0.001"):
     train.train(changed, workdir, data_dirs=roots, progress=False)
+
+
+def test_runs_saved_before_a_setting_existed_read_as_they_were_trained(tmp_path):
+  """Older runs have no data.class_table, model.matmul_precision or train.drop_remainder: they
+  trained on the training keys, at JAX's default precision, dropping partial batches. They
+  evaluate that way; resuming one with today's defaults names the differences."""
+  config = tiny_config()
+  saved = configuration.to_dict(config)
+  for name in checkpoint.ADDED_SETTINGS:
+    section, field = name.split(".")
+    del saved[section][field]
+  files.write_json(tmp_path / "config.json", saved)
+  read = checkpoint.read_config(tmp_path)
+  assert (read["data"]["class_table"], read["model"]["matmul_precision"], read["train"]["drop_remainder"]) == (
+      "training", "default", True)
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match="data.class_table: checkpoint 'training' vs now 'reference'.*model.matmul_precision"):
+    checkpoint.check_metadata(tmp_path, config, None)
 
 
 def test_checkpoint_of_other_classes_is_refused(trained, data):

@@ -6,12 +6,18 @@ of its largest magnitude (the reference's own float32 kernel noise is about 5e-6
 `-s` to see the largest error per tensor.
 """
 import re
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
+from featex_jax import checkpoint
+from featex_jax import configuration
 from featex_jax import convert_keras
+from featex_jax import datasets
+from featex_jax import evaluate
+from featex_jax.data import classes
 from featex_jax.model import FeatExNet
 
 TOLERANCE = 1e-4
@@ -134,3 +140,28 @@ def test_a_file_that_is_not_weights_is_rejected(tmp_path):
   (tmp_path / "notes.txt").write_text("not weights")
   with pytest.raises(convert_keras.KerasWeightsError, match="notes.txt: neither an HDF5"):
     convert_keras.convert(tmp_path / "notes.txt")
+
+
+def test_converted_weights_evaluate_on_data_whose_reference_table_has_their_classes(golden_dir, shared_data, tmp_path):
+  """The golden heads have N = 4, as the reference's table of the real valve clips: 2 training
+  keys (pat_01 source) + 3 from the development test clips (pat_00 source, pat_02 and pat_03
+  target), less the shared one. run_eval's path accepts the converted run with the class table
+  given at conversion, or built from the data at evaluation; the training-only table (N = 1)
+  and data of another N are refused, naming both counts."""
+  root = tmp_path / "valve_only"
+  shutil.copytree(shared_data / "dcase2023-sample" / "valve", root / "valve")
+  for run, extra in ((tmp_path / "named", ["--data_dir", str(root)]), (tmp_path / "unnamed", [])):
+    convert_keras.main([str(golden_dir / "weights.h5"), str(run), *extra])
+    config = configuration.from_dict(checkpoint.read_config(run))
+    _, clips = datasets.discover(config, [str(root)])
+    member = evaluate.load_member(run, datasets.class_table(clips, config))
+    assert member.classes.n_classes == 4 and member.step == 0
+  assert (tmp_path / "named" / "classes.json").is_file() and not (tmp_path / "unnamed" / "classes.json").exists()
+  training_table = classes.ClassTable.from_clips(classes.table_clips(clips, "training"))
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="its heads have 4 classes; the data has 1"):
+    evaluate.load_member(tmp_path / "unnamed", training_table)
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="only in .*classes.json: valve_00###pat_00###True"):
+    evaluate.load_member(tmp_path / "named", training_table)
+  with pytest.raises(SystemExit, match="the data's class table has 26 classes, the Keras heads 4"):
+    convert_keras.main([str(golden_dir / "weights.h5"), str(tmp_path / "all"), "--data_dir",
+                        str(shared_data / "dcase2023-sample")])
