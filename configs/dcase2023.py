@@ -15,6 +15,7 @@ def get_config():
   # One or more roots holding machine folders (dev and eval sets together); any nesting.
   config.data.roots = ("data/dcase2023/dev_data", "data/dcase2023/eval_data")
   config.data.ground_truth = ""        # official evaluator's ground_truth_* folders, if any
+  config.data.generate_synthetic = False  # True: generate missing roots from config.synthetic
   config.data.sample_rate = 16000
   config.data.clip_samples = 288000    # 18 s: clips are tiled and cut to this length
   config.data.random_offset_per_epoch = False  # reference: one fixed offset at load time

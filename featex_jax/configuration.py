@@ -42,6 +42,24 @@ def _flag_value(argv, name):
   return None
 
 
+def apply_command_line(config, data_dirs=None, ground_truth=None, ensemble=None):
+  """A copy of `config` with the command-line flags that name config fields applied.
+
+  The one place that decides flags vs config: --data_dir replaces data.roots (data the user
+  brought is never generated over), --ground_truth sets data.ground_truth, --ensemble sets
+  train.ensemble_size. Everything downstream reads the config only.
+  """
+  config = config.copy_and_resolve_references()
+  if data_dirs:
+    config.data.roots = tuple(str(d) for d in data_dirs)
+    config.data.generate_synthetic = False
+  if ground_truth:
+    config.data.ground_truth = str(ground_truth)
+  if ensemble:
+    config.train.ensemble_size = int(ensemble)
+  return config
+
+
 def to_dict(config):
   """A JSON-able plain dict of the config (tuples become lists)."""
   return json.loads(config.to_json_best_effort())

@@ -258,37 +258,28 @@ def _lookup(tree, names):
   return tree
 
 
-KERAS_FILE = "keras.json"
-
-
 def save_checkpoint(out, converted, config=None, classes=None):
-  """Write `converted` as step 0 of a run in `out`: the parameters, heads and scales of the
-  Keras model, a fresh Adam state, the config (default: configs/dcase2023.py) and, when
-  known, the class table."""
+  """Write `converted` as step 0 of a run in `out`, as training writes its runs: the parameters,
+  heads and scales of the Keras model with a fresh Adam state, the config (default:
+  configs/dcase2023.py), keras.json and, when known, the class table."""
   import pathlib
   from configs import dcase2023
   from featex_jax import checkpoint
-  from featex_jax import configuration
   from featex_jax import files
-  from featex_jax import train
+  from featex_jax import state as state_lib
   out = pathlib.Path(out)
   config = config or dcase2023.get_config()
   config.data.clip_samples = converted["clip_samples"]
   n_classes = converted["n_classes"]
   if classes is not None and classes.n_classes != n_classes:
     raise KerasWeightsError(f"the data has {classes.n_classes} training classes, the Keras heads {n_classes}")
-  heads = train.heads_for(config, n_classes)
-  centres = {h.name: jnp.asarray(converted["heads"][h.name]) for h in heads}
-  params = {"backbone": jax.tree.map(jnp.asarray, converted["params"]), "centres": centres}
-  state = train.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, batch_stats=jax.tree.map(jnp.asarray, converted["batch_stats"]),
-      opt_state=train.make_optimizer(config, heads).init(params),
-      scales={h.name: jnp.float32(converted["scales"][h.name]) for h in heads})
+  heads = state_lib.heads_for(config, n_classes)
+  params = {"backbone": converted["params"], "centres": {h.name: converted["heads"][h.name] for h in heads}}
+  state = state_lib.from_arrays(config, heads, params, converted["batch_stats"],
+                                {h.name: converted["scales"][h.name] for h in heads})
   checkpoint.save(checkpoint.manager(out), 0, state)
-  files.write_json(out / "config.json", configuration.to_dict(config))
-  files.write_json(out / KERAS_FILE, {"n_classes": n_classes, "unused": converted["unused"]})
-  if classes is not None:
-    files.write_json(out / "classes.json", classes.to_dict())
+  checkpoint.write_metadata(out, config, classes)
+  files.write_json(out / checkpoint.KERAS_FILE, {"n_classes": n_classes, "unused": converted["unused"]})
 
 
 def main(argv=None):

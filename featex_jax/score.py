@@ -15,14 +15,13 @@ import json
 import pathlib
 import sys
 
-import jax
 import numpy as np
 
+from featex_jax import embedding
 from featex_jax import evaluate
 from featex_jax import files
-from featex_jax import pipeline
-from featex_jax import scoring
-from featex_jax import train as train_lib
+from featex_jax import input_pipeline
+from featex_jax import detector
 from featex_jax.data import audio as audio_io
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import errors
@@ -80,40 +79,23 @@ def score_recordings(workdir, items, batch_size=16, progress=True):
                            " (give --machine/--section if the folder or file name misleads)")
   member_scores = []
   for member_dir in scoring_info["members"]:
-    member = evaluate.load_member(member_dir, classes)
+    member = embedding.load_member(member_dir, classes)
     centres = np.load(pathlib.Path(member_dir) / evaluate.CENTRES_FILE)
     embeddings = _embed(member, items, batch_size, progress)
     scores = np.empty(len(items))
     for key in set(keys):
       rows = [i for i, k in enumerate(keys) if k == key]
-      scores[rows] = scoring.anomaly_scores(embeddings[rows], centres[key])
+      scores[rows] = detector.anomaly_scores(embeddings[rows], centres[key])
     member_scores.append(scores)
-  scores = scoring.combine_scores(member_scores, scoring_info["ensemble_reduce"])
+  scores = detector.combine_scores(member_scores, scoring_info["ensemble_reduce"])
   thresholds = np.array([scoring_info["thresholds"][k] for k in keys])
   return scores, (scores > thresholds).astype(np.int64)
 
 
 def _embed(member, items, batch_size, progress):
-  import tqdm
-  config = member.config
-  waves = [audio_io.load_audio(r.path, config.data.sample_rate) for r in items]
-  lengths = np.array([len(w) for w in waves])
-  offsets = pipeline.clip_offsets([pipeline.clip_key(r) for r in items], lengths,
-                                  config.data.clip_samples, config.seed)
-  fn = evaluate.embedding_fn(member.network, config.data.clip_samples, train_lib.data_mesh(jax.devices()[:1]))
-  out = np.empty((len(items), 2 * config.model.embedding_dim), np.float32)
-  width = int(lengths.max())
-  for start in tqdm.trange(0, len(items), batch_size, unit="batch", desc="scoring", disable=not progress):
-    rows = range(start, min(start + batch_size, len(items)))
-    audio = np.zeros((batch_size, width), np.float32)
-    for row, i in enumerate(rows):
-      audio[row, :lengths[i]] = waves[i]
-    pad = batch_size - len(rows)
-    batch_lengths = np.pad(lengths[start:start + len(rows)], (0, pad), constant_values=1)
-    batch_offsets = np.pad(offsets[start:start + len(rows)], (0, pad))
-    out[start:start + len(rows)] = np.asarray(fn(member.variables, audio, batch_lengths, batch_offsets))[:len(rows)]
-  scoring.check_embeddings(out, [r.path for r in items])
-  return out
+  waves = [audio_io.load_audio(r.path, member.config.data.sample_rate) for r in items]
+  return embedding.embed_waveforms(member, waves, [input_pipeline.clip_key(r) for r in items],
+                                   [r.path for r in items], batch_size, progress)
 
 
 def main(argv=None):

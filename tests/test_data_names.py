@@ -65,18 +65,3 @@ def test_unparseable_name_is_a_clear_error(file_name):
   with pytest.raises(DataError, match="^" + file_name.replace(".", r"\.")) as info:
     names.parse(file_name)
   assert isinstance(info.value, ValueError)
-
-
-@pytest.mark.parametrize("attributes, pairs", [
-    ("car_C2_spd_34V_mic_1", (("car", "C2"), ("spd", "34V"), ("mic", "1"))),
-    ("volt_1.5_wt_150", (("volt", "1.5"), ("wt", "150"))),
-    ("m-n_W", (("m-n", "W"),)),
-    ("noAttribute", ()),
-    ("", ()),
-    ("A1Spd28VMic1", None),      # not name/value pairs
-    ("vel_9_loc", None),
-])
-def test_attribute_pairs(attributes, pairs):
-  assert names.attribute_pairs(attributes) == pairs
-  if pairs:
-    assert "_".join(f"{k}_{v}" for k, v in pairs) == attributes

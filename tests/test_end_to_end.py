@@ -15,6 +15,8 @@ from sklearn import metrics as skmetrics
 
 from configs import synthetic as synthetic_config
 from featex_jax import checkpoint
+from featex_jax import configuration
+from featex_jax import embedding
 from featex_jax import evaluate
 from featex_jax import score
 from featex_jax import synthetic
@@ -50,8 +52,8 @@ def trained(data, tmp_path_factory):
   config = tiny_config()
   config.data.cache_dir = str(workdir.parent / "cache")
   roots = [str(data / "dev_data"), str(data / "eval_data")]
-  train.train(config, workdir, data_dirs=roots, progress=False)
-  evaluation, out = evaluate.evaluate([workdir], roots, ground_truth=str(data / "eval_data"), progress=False)
+  train.train(configuration.apply_command_line(config, data_dirs=roots), workdir, progress=False)
+  evaluation, out = evaluate.evaluate_runs([workdir], roots, ground_truth=str(data / "eval_data"), progress=False)
   return config, workdir, roots, evaluation, out
 
 
@@ -129,13 +131,13 @@ def test_checkpoint_of_another_config_is_refused(trained):
   changed = tiny_config(**{"loss.weight_decay": 1e-3})
   changed.data.cache_dir = config.data.cache_dir
   with pytest.raises(checkpoint.CheckpointMismatchError, match=r"loss.weight_decay: checkpoint 1e-05 vs now 0.001"):
-    train.train(changed, workdir, data_dirs=roots, progress=False)
+    train.train(configuration.apply_command_line(changed, data_dirs=roots), workdir, progress=False)
 
 
 def test_checkpoint_of_other_classes_is_refused(trained, data):
   config, workdir, *_ = trained
   with pytest.raises(checkpoint.CheckpointMismatchError, match="training classes"):
-    train.train(config, workdir, data_dirs=[str(data / "dev_data")], progress=False)
+    train.train(configuration.apply_command_line(config, data_dirs=[str(data / "dev_data")]), workdir, progress=False)
 
 
 def run_train_command(workdir, data, *extra, env=None):
@@ -196,5 +198,5 @@ def test_two_processes_train_what_one_process_trains(data, tmp_path):
 
 
 def final_params(workdir):
-  member = evaluate.load_member(workdir, checkpoint.read_classes(workdir))
+  member = embedding.load_member(workdir, checkpoint.read_classes(workdir))
   return member.step, jax.tree.leaves(jax.device_get(member.variables))

@@ -7,6 +7,8 @@ import pytest
 
 from configs import synthetic
 from featex_jax import model as model_lib
+from featex_jax import sharding
+from featex_jax import state as state_lib
 from featex_jax import train
 
 N_CLASSES = 4
@@ -31,10 +33,10 @@ def random_batch(seed, batch_size=8, stored=12000):
 
 def compiled_step(config, devices):
   """(initial replicated state, jit'd step, mesh) for `config` on a mesh of `devices`."""
-  heads = train.heads_for(config, N_CLASSES)
+  heads = state_lib.heads_for(config, N_CLASSES)
   network = model_lib.create_model(config.model)
-  mesh = train.data_mesh(devices)
-  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(config.seed)), mesh)
+  mesh = sharding.data_mesh(devices)
+  state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(config.seed)), mesh)
   return state, train.parallel_train_step(train.make_train_step(config, network, heads, N_CLASSES), mesh), mesh
 
 
@@ -44,7 +46,7 @@ def run_steps(config, devices, n_steps, compiled=None):
   states, history = [], []
   with jax.default_matmul_precision("float32"):
     for i in range(n_steps):
-      state, metrics = step(state, train.global_batch(random_batch(i), mesh), train.step_key(config.seed, i))
+      state, metrics = step(state, sharding.global_batch(random_batch(i), mesh), train.step_key(config.seed, i))
       states.append(jax.device_get(state))
       history.append(jax.device_get(metrics))
   return states, history
@@ -89,7 +91,11 @@ def test_one_step_on_eight_devices_equals_one_step_on_one_device(one_and_eight_d
   _, (states1, history1), (states8, history8) = one_and_eight_devices
   assert_metrics_close(history1[:1], history8[:1], 1e-5)
   assert_trees_close(states8[0].scales, states1[0].scales, 1e-5, 1e-3)
-  assert_trees_close(states8[0].batch_stats, states1[0].batch_stats, 1e-5, 1e-3)
+  # Running means start at 0 and take 1 - momentum = 1% of the batch mean in a step; the batch
+  # mean is a cancellation of activations of order 1, so its float32 noise is ~1e-5 of that
+  # order, not of the (small) mean: floor 1e-2 (the 1% step of a unit activation). Measured on
+  # an Intel Xeon: 4.3e-8 absolute on a running mean of 3.7e-3, over the old floor's 3.7e-8.
+  assert_trees_close(states8[0].batch_stats, states1[0].batch_stats, 1e-5, 1e-2)
   # Gradient entries are float32 sums over 8 clips in another order: measured 5e-5 of a
   # leaf's largest value at worst (a BatchNorm bias, one Adam step from zero).
   assert_trees_close(states8[0].params, states1[0].params, 1e-4, 1e-3)
@@ -108,8 +114,8 @@ def test_five_steps_on_eight_devices_stay_with_one_device(one_and_eight_devices)
 
 def test_scales_move_and_frozen_centres_stay(one_and_eight_devices):
   config, (states, history), _ = one_and_eight_devices
-  fresh_centres = train.create_train_state(
-      config, model_lib.create_model(config.model), train.heads_for(config, N_CLASSES),
+  fresh_centres = state_lib.create_train_state(
+      config, model_lib.create_model(config.model), state_lib.heads_for(config, N_CLASSES),
       jax.random.key(config.seed)).params["centres"]
   np.testing.assert_array_equal(states[-1].params["centres"]["classification"], fresh_centres["classification"])
   assert not np.allclose(states[-1].params["centres"]["featex"], fresh_centres["featex"])
@@ -132,12 +138,12 @@ def test_loss_decreases_over_30_steps():
   """Learning works: repeating one small batch, the loss must fall clearly."""
   config = tiny_config("baseline")
   config.augment.mixup = False
-  heads = train.heads_for(config, N_CLASSES)
+  heads = state_lib.heads_for(config, N_CLASSES)
   network = model_lib.create_model(config.model)
-  mesh = train.data_mesh(jax.devices()[:1])
-  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(0)), mesh)
+  mesh = sharding.data_mesh(jax.devices()[:1])
+  state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(0)), mesh)
   step = train.parallel_train_step(train.make_train_step(config, network, heads, N_CLASSES), mesh)
-  batch = train.global_batch(random_batch(1), mesh)
+  batch = sharding.global_batch(random_batch(1), mesh)
   losses = []
   for i in range(30):
     state, metrics = step(state, batch, train.step_key(0, i))
@@ -160,7 +166,7 @@ def test_every_variant_has_finite_gradients_and_trains(variant):
 
 
 def test_head_class_counts_follow_the_augmentations():
-  counts = lambda variant: {h.name: h.n_classes for h in train.heads_for(tiny_config(variant), 5)}
+  counts = lambda variant: {h.name: h.n_classes for h in state_lib.heads_for(tiny_config(variant), 5)}
   assert counts("proposed") == {"classification": 5, "statex": 15, "featex": 45}
   assert counts("baseline") == {"classification": 5}
   assert counts("regular_featex") == {"classification": 5, "featex": 15}
@@ -168,4 +174,4 @@ def test_head_class_counts_follow_the_augmentations():
   config = tiny_config("baseline")
   config.loss.featex_weight = 1.0
   with pytest.raises(ValueError, match="augment.featex is off"):
-    train.heads_for(config, 5)
+    state_lib.heads_for(config, 5)

@@ -30,6 +30,7 @@ class Truth:
   label: str | None = None
   domain: str | None = None
   attributes: str | None = None
+  original_name: str | None = None  # the development-style name (ground_truth_attributes), with .wav
 
 
 def csv_name(machine, section):
@@ -58,7 +59,7 @@ def _read_table(path, folder):
         parsed = names.parse(original)
       except DataError as e:
         raise DataError(f"{path}:{line_number}: {e}") from None
-      table[file_name] = Truth(parsed.label, parsed.domain, parsed.attributes)
+      table[file_name] = Truth(parsed.label, parsed.domain, parsed.attributes, original)
     else:
       if value not in ("0", "1"):
         raise DataError(f"{path}:{line_number}: value must be 0 or 1, got {value!r} for {file_name}")
@@ -69,7 +70,7 @@ def _read_table(path, folder):
 
 def _merge(a, b, where):
   merged = {}
-  for field in ("label", "domain", "attributes"):
+  for field in ("label", "domain", "attributes", "original_name"):
     x, y = getattr(a, field), getattr(b, field)
     if x is not None and y is not None and x != y:
       raise DataError(f"{where}: the ground-truth tables disagree on the {field}: {x!r} and {y!r}")

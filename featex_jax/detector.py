@@ -21,8 +21,9 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 
-def l2_normalise(x):
-  """Rows scaled to unit Euclidean norm; a zero or non-finite row is an error, not a NaN."""
+def unit_rows(x):
+  """Rows scaled to unit Euclidean norm (the reference's length_norm on the host); a zero or
+  non-finite row is an error, not a NaN (unlike adacos.l2_normalize's epsilon inside the network)."""
   x = np.asarray(x)
   norms = np.linalg.norm(x, axis=-1, keepdims=True)
   bad = ~np.isfinite(norms[..., 0]) | (norms[..., 0] == 0)
@@ -81,10 +82,10 @@ def fit_section_centres(source_train_emb, target_train_emb, n_clusters=16, n_ini
       k = len(source)
       warnings.warn(f"{name}: {len(source)} source-domain training clips, fewer than "
                     f"{n_clusters} k-means clusters; using {k} clusters", stacklevel=2)
-    kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(l2_normalise(source))
+    kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(unit_rows(source))
     parts.append(kmeans.cluster_centers_)
   if len(target):
-    parts.append(l2_normalise(target))
+    parts.append(unit_rows(target))
   return np.concatenate(parts, axis=0)
 
 
@@ -93,7 +94,7 @@ def anomaly_scores(embeddings, centres):
   embeddings = np.asarray(embeddings)
   if len(embeddings) == 0:
     return np.zeros((0,), dtype=np.result_type(embeddings.dtype, np.float32))
-  similarity = l2_normalise(embeddings) @ np.asarray(centres).T
+  similarity = unit_rows(embeddings) @ np.asarray(centres).T
   return 1.0 - np.max(similarity, axis=1)
 
 

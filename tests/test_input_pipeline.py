@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import soundfile
 
-from featex_jax import clips
-from featex_jax import pipeline
+from featex_jax import tiling
+from featex_jax import input_pipeline
 from featex_jax.data import audio
 
 
@@ -24,7 +24,7 @@ def write_clips(folder, lengths, seed=0):
 
 def test_cache_returns_exactly_what_soundfile_reads(tmp_path):
   paths = write_clips(tmp_path / "audio", [16000, 9000, 20000])
-  cache = pipeline.open_cache(paths, tmp_path / "cache", progress=False)
+  cache = input_pipeline.open_cache(paths, tmp_path / "cache", progress=False)
   assert cache.dtype == np.int16 and cache.max_length == 20000
   for i, path in enumerate(paths):
     np.testing.assert_array_equal(cache.read(i), soundfile.read(path, dtype="int16")[0])
@@ -33,10 +33,10 @@ def test_cache_returns_exactly_what_soundfile_reads(tmp_path):
 
 def test_cache_is_rebuilt_when_a_file_changes(tmp_path):
   paths = write_clips(tmp_path / "audio", [8000, 8000])
-  first = pipeline.open_cache(paths, tmp_path / "cache", progress=False)
+  first = input_pipeline.open_cache(paths, tmp_path / "cache", progress=False)
   write_clips(tmp_path / "audio", [8000, 12000], seed=1)
   os.utime(paths[1], ns=(1, 1))
-  second = pipeline.open_cache(paths, tmp_path / "cache", progress=False)
+  second = input_pipeline.open_cache(paths, tmp_path / "cache", progress=False)
   assert second.directory != first.directory and second.lengths[1] == 12000
 
 
@@ -44,7 +44,7 @@ def test_concurrent_builds_of_one_cache_agree(tmp_path):
   """Several hosts on shared storage build the same cache at once: one wins, none fails."""
   paths = write_clips(tmp_path / "audio", [8000] * 6)
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    caches = list(pool.map(lambda _: pipeline.open_cache(paths, tmp_path / "cache", progress=False), range(4)))
+    caches = list(pool.map(lambda _: input_pipeline.open_cache(paths, tmp_path / "cache", progress=False), range(4)))
   assert len({c.directory for c in caches}) == 1
   assert [p.name for p in (tmp_path / "cache").iterdir()] == [caches[0].directory.name]
 
@@ -52,20 +52,20 @@ def test_concurrent_builds_of_one_cache_agree(tmp_path):
 def test_offsets_are_per_clip_and_in_the_reference_range():
   keys = [f"fan/clip_{i}.wav" for i in range(200)]
   lengths = np.random.default_rng(0).integers(1000, 400000, 200)
-  fixed = pipeline.clip_offsets(keys, lengths, 288000, seed=3)
+  fixed = input_pipeline.clip_offsets(keys, lengths, 288000, seed=3)
   assert np.all(fixed >= 0) and np.all([o <= audio.max_offset(n, 288000) for o, n in zip(fixed, lengths)])
-  np.testing.assert_array_equal(pipeline.clip_offsets(keys[::-1], lengths[::-1], 288000, seed=3), fixed[::-1])
-  assert not np.array_equal(pipeline.clip_offsets(keys, lengths, 288000, seed=3, epoch=0), fixed)
+  np.testing.assert_array_equal(input_pipeline.clip_offsets(keys[::-1], lengths[::-1], 288000, seed=3), fixed[::-1])
+  assert not np.array_equal(input_pipeline.clip_offsets(keys, lengths, 288000, seed=3, epoch=0), fixed)
 
 
 def test_processes_split_every_global_batch():
-  whole = list(pipeline.train_index_batches(100, 8, seed=1, epoch=2))
-  shares = [list(pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p, process_count=2))
+  whole = list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2))
+  shares = [list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p, process_count=2))
             for p in range(2)]
   assert len(whole) == 12  # the last partial batch is dropped
   for step, batch in enumerate(whole):
     np.testing.assert_array_equal(np.concatenate([shares[0][step], shares[1][step]]), batch)
-  resumed = list(pipeline.train_index_batches(100, 8, seed=1, epoch=2, start_step=5))
+  resumed = list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2, start_step=5))
   np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[5:]))
 
 
@@ -76,7 +76,7 @@ def test_device_cut_equals_the_reference_tiling():
   for row, n in enumerate(lengths):
     stored[row, :n] = rng.integers(-30000, 30000, n)
   offsets = np.array([audio.random_offset(rng, int(n), 40000) for n in lengths])
-  cut = np.asarray(clips.tile_and_cut(jnp.asarray(stored), jnp.asarray(lengths), jnp.asarray(offsets), 40000))
+  cut = np.asarray(tiling.tile_and_cut(jnp.asarray(stored), jnp.asarray(lengths), jnp.asarray(offsets), 40000))
   for row, n in enumerate(lengths):
     expected = audio.fit_length(stored[row, :n].astype(np.float32) / 32768.0, 40000, int(offsets[row]))
     np.testing.assert_array_equal(cut[row], expected)

@@ -9,7 +9,7 @@ import pathlib
 
 import numpy as np
 
-from featex_jax import pipeline
+from featex_jax import input_pipeline
 from featex_jax.data import audio
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import layout
@@ -19,16 +19,17 @@ from featex_jax.data import layout
 class ClipSet:
   """Clips with their decoded audio cache (same order)."""
   clips: tuple
-  cache: pipeline.AudioCache
+  cache: input_pipeline.AudioCache
 
   def __len__(self):
     return len(self.clips)
 
 
-def data_roots(config, data_dirs=None):
-  """The roots to read; the synthetic config generates its data on first use."""
-  roots = [str(r) for r in (data_dirs or config.data.roots)]
-  if config.dataset == "synthetic" and not data_dirs:
+def data_roots(config):
+  """The roots to read; with data.generate_synthetic (configs/synthetic.py) missing roots are
+  generated first, from config.synthetic."""
+  roots = [str(r) for r in config.data.roots]
+  if config.data.get("generate_synthetic", False):  # runs from before the field existed: False
     from featex_jax import synthetic  # the generator is needed only for this config
     for root in roots:
       if not pathlib.Path(root).is_dir():
@@ -36,11 +37,11 @@ def data_roots(config, data_dirs=None):
   return roots
 
 
-def discover(config, data_dirs=None, ground_truth=None):
+def discover(config):
   """(roots, usable clips): unreadable files are an error, or skipped with one warning
   listing them when config.data.skip_bad_clips is set."""
-  roots = data_roots(config, data_dirs)
-  clips = layout.discover(roots, ground_truth=ground_truth or config.data.ground_truth or None)
+  roots = data_roots(config)
+  clips = layout.discover(roots, ground_truth=config.data.ground_truth or None)
   return roots, audio.validate_clips(clips, skip_bad=config.data.skip_bad_clips,
                                      sample_rate=config.data.sample_rate)
 
@@ -50,7 +51,7 @@ def cache_root(config, workdir):
 
 
 def clip_set(clips, config, workdir, progress=True):
-  cache = pipeline.open_cache([c.path for c in clips], cache_root(config, workdir),
+  cache = input_pipeline.open_cache([c.path for c in clips], cache_root(config, workdir),
                               sample_rate=config.data.sample_rate, progress=progress)
   return ClipSet(tuple(clips), cache)
 

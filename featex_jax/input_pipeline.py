@@ -6,7 +6,7 @@ is 16-bit PCM at the target rate, so reading it back is bit-exact; float32 other
 by the file list, sizes and modification times and rebuilt when any of them changes. Batches
 are read from it with positioned reads (no memory map, so the resident set stays bounded
 whatever the dataset size) by a few threads ahead of the step, and cut to 18 s on the device
-(featex_jax.clips). The shuffle of every epoch and every clip's cut offset are functions of
+(featex_jax.tiling). The shuffle of every epoch and every clip's cut offset are functions of
 (seed, epoch, clip), so a resumed run reads exactly what the uninterrupted run would have.
 """
 import collections
