@@ -103,13 +103,18 @@ def test_one_step_on_eight_devices_equals_one_step_on_one_device(one_and_eight_d
 
 def test_five_steps_on_eight_devices_stay_with_one_device(one_and_eight_devices):
   """Losses and scales stay together (measured 5e-5 at step 5: float32 differences grow
-  about 10x per step on this tiny random batch), and so do the parameters."""
+  about 10x per step on this tiny random batch), and so do the parameters: the 8-device run
+  departs from the 1-device run by under 5% of the distance training moved them in steps
+  2-5 (measured 0.6% on an Intel Xeon; statistics or gradients reduced over one device's
+  clips only would move them apart by the order of the steps themselves; the one-step test
+  above pins the computation itself). Relative to the parameters' norm the departure was 5e-5
+  on an AMD EPYC and 1.3e-4 on the Xeon: float noise that grows with each step."""
   _, (states1, history1), (states8, history8) = one_and_eight_devices
   assert_metrics_close(history1, history8, 1e-3)
   assert int(states8[-1].step) == int(states1[-1].step) == 5
-  flat1 = np.concatenate([np.ravel(x) for x in jax.tree.leaves(states1[-1].params)])
-  flat8 = np.concatenate([np.ravel(x) for x in jax.tree.leaves(states8[-1].params)])
-  assert np.linalg.norm(flat8 - flat1) <= 1e-4 * np.linalg.norm(flat1)
+  flat = lambda state: np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params)])  # noqa: E731
+  moved = np.linalg.norm(flat(states1[-1]) - flat(states1[0]))
+  assert np.linalg.norm(flat(states8[-1]) - flat(states1[-1])) <= 5e-2 * moved
 
 
 def test_scales_move_and_frozen_centres_stay(one_and_eight_devices):
