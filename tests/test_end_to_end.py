@@ -1,6 +1,7 @@
 """Tiny real runs on synthetic DCASE-format data: train -> evaluate -> score, resume after
 SIGKILL, multi-host training, and the errors a user meets on the way."""
 import csv
+import json
 import os
 import pathlib
 import signal
@@ -18,6 +19,7 @@ from featex_jax import checkpoint
 from featex_jax import configuration
 from featex_jax import embedding
 from featex_jax import evaluate
+from featex_jax import results
 from featex_jax import score
 from featex_jax import synthetic
 from featex_jax import train
@@ -91,6 +93,33 @@ def test_evaluation_metrics_are_sklearns_on_the_submission_files(trained, data):
   assert 0.0 <= evaluation.summary["official_score"] <= 1.0
   assert (out / "results.json").is_file() and "Official score" in (out / "results.txt").read_text()
   assert len(list((out / "plots").glob("*.png"))) == 8
+
+
+def test_an_ensemble_reports_each_member_alone_and_the_averaged_scores(trained, data, tmp_path):
+  """Two members: each evaluated alone equals evaluating its run by itself; the ensemble's
+  submission scores are the mean of the members' scores."""
+  config, first, roots, alone_first, _ = trained
+  second = tmp_path / "second"
+  config = configuration.apply_command_line(config, data_dirs=roots)
+  config.seed += 1
+  train.train(config, second, progress=False)
+  alone_second, _ = evaluate.evaluate_runs([second], roots, ground_truth=str(data / "eval_data"),
+                                           out=tmp_path / "second_eval", progress=False)
+  both, out = evaluate.evaluate_runs([first, second], roots, ground_truth=str(data / "eval_data"),
+                                     out=tmp_path / "ensemble", progress=False)
+  assert [m.workdir for m in both.members] == [str(first), str(second)]
+  for member, alone in zip(both.members, (alone_first, alone_second)):
+    assert member.summary["official_score"] == pytest.approx(alone.summary["official_score"], rel=1e-6)
+    member_figures, alone_figures = results.headline_figures(member.summary), results.headline_figures(alone.summary)
+    for group, figures in alone_figures["groups"].items():
+      assert member_figures["groups"][group] == pytest.approx(figures, rel=1e-6), group
+  for s, a, b in zip(both.sections, alone_first.sections, alone_second.sections):
+    np.testing.assert_allclose(s.scores, (a.scores + b.scores) / 2, rtol=1e-5)
+  written = json.loads((out / "results.json").read_text())
+  official = [alone_first.summary["official_score"], alone_second.summary["official_score"]]
+  assert written["member_statistics"]["official_score"]["mean"] == pytest.approx(np.mean(official))
+  assert written["member_statistics"]["official_score"]["std"] == pytest.approx(np.std(official))
+  assert "each evaluated alone" in (out / "results.txt").read_text()
 
 
 def test_scoring_new_recordings_reuses_the_stored_centres(trained, data, capsys):
