@@ -14,14 +14,14 @@ from featex_jax.data.errors import DataError, SilentClipWarning, SkippedClipsWar
 CLIP_SAMPLES = 288000
 
 
-def manifest(shared_data):
-  with open(shared_data / "dcase2023-sample" / "manifest.csv", newline="") as f:
+def manifest(dcase_sample):
+  with open(dcase_sample / "manifest.csv", newline="") as f:
     return list(csv.DictReader(f))
 
 
-def test_real_clips_load_as_16khz_mono_float32(shared_data):
-  for row in manifest(shared_data):
-    path = shared_data / "dcase2023-sample" / row["relative_path"]
+def test_real_clips_load_as_16khz_mono_float32(dcase_sample):
+  for row in manifest(dcase_sample):
+    path = dcase_sample / row["relative_path"]
     wav = audio.load_audio(path)
     assert wav.dtype == np.float32 and wav.ndim == 1
     assert len(wav) == round(float(row["duration_s"]) * 16000), row["relative_path"]
@@ -36,10 +36,10 @@ def tile_reference(wav, length, offset):
   return wav[(offset + np.arange(length)) % len(wav)]
 
 
-def test_fit_length_of_real_clips(shared_data):
+def test_fit_length_of_real_clips(dcase_sample):
   rng = np.random.default_rng(0)
-  for row in manifest(shared_data)[::6]:
-    wav = audio.load_audio(shared_data / "dcase2023-sample" / row["relative_path"])
+  for row in manifest(dcase_sample)[::6]:
+    wav = audio.load_audio(dcase_sample / row["relative_path"])
     top = audio.max_offset(len(wav), CLIP_SAMPLES)
     assert top == -(-CLIP_SAMPLES // len(wav)) * len(wav) - CLIP_SAMPLES
     for offset in (0, top, audio.random_offset(rng, len(wav), CLIP_SAMPLES)):

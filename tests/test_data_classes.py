@@ -41,8 +41,8 @@ def test_order_and_indices_match_the_reference_label_encoders(seed):
   assert [table.groups[g] for g in table.class_groups()] == [k.group for k in table.classes]
 
 
-def test_real_sample_classes(shared_data):
-  clips = layout.discover(shared_data / "dcase2023-sample")
+def test_real_sample_classes(dcase_sample):
+  clips = layout.discover(dcase_sample)
   training = classes.training_clips(clips)
   assert {c.split for c in training} == {"train"} and len(training) == 14
   table = classes.ClassTable.from_clips(training)

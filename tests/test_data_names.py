@@ -42,8 +42,8 @@ def test_parses_every_year(file_name):
   assert names.parse(file_name) == names.ParsedName(section, domain, split, label, index, attributes, content)
 
 
-def test_every_real_sample_name(shared_data):
-  with open(shared_data / "dcase2023-sample" / "manifest.csv", newline="") as f:
+def test_every_real_sample_name(dcase_sample):
+  with open(dcase_sample / "manifest.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   assert rows
   for row in rows:

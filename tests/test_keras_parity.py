@@ -1,4 +1,4 @@
-"""Weight-level parity with the authors' Keras model (../shared/data/reference-golden).
+"""Weight-level parity with the authors' Keras model (tests/data/keras-reference).
 
 The golden weights are converted, FeatExNet runs them in inference mode under full float32
 matmul precision on the golden clips, and every stored stage tensor must agree within 1e-4
@@ -19,13 +19,11 @@ HEAD_KEYS = {"classification": "N", "statex": "3N", "featex": "9N"}
 
 
 @pytest.fixture(scope="module")
-def golden_dir(shared_data):
-  return shared_data / "reference-golden"
-
-
-@pytest.fixture(scope="module")
-def converted(golden_dir):
-  return convert_keras.convert(golden_dir / "golden.npz")
+def converted(golden, tmp_path_factory):
+  """The reference's weights before the heads' call, through the golden-layout .npz reader."""
+  path = tmp_path_factory.mktemp("golden") / "weights.npz"
+  np.savez(path, **golden_weights(golden))
+  return convert_keras.convert(path)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +74,8 @@ def test_heads_and_scales_are_the_reference_centres(converted, golden):
   assert converted["unused"] == []
 
 
-def test_hdf5_weights_give_the_same_parameters(converted, golden, golden_dir):
-  from_h5 = convert_keras.convert(golden_dir / "weights.h5")
+def test_hdf5_weights_give_the_same_parameters(converted, golden, keras_reference):
+  from_h5 = convert_keras.convert(keras_reference / "weights.h5")
   for part in ("params", "batch_stats", "heads"):
     jax.tree.map(np.testing.assert_array_equal, from_h5[part], converted[part])
   # weights.h5 was saved after the heads' training call: it holds the updated scales.
