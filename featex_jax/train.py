@@ -6,7 +6,7 @@ This is the current equivalent of the pmap step the Flax examples used, chosen b
 step is then written once for the GLOBAL batch: BatchNorm statistics, every AdaCos scale
 (a max, a mean and a median over the batch) and the gradient mean are global by
 construction and XLA inserts the collectives, so 8 devices x 8 clips compute the same
-function as 1 device x 64 clips (SPEC.md, data parallelism) with no hand-written psum or
+function as 1 device x 64 clips (docs/method.md, data parallelism) with no hand-written psum or
 all_gather, and the same program runs on several hosts (jax.distributed; each process
 feeds its share through make_array_from_process_local_data). The device count changes
 only the float summation order (tests: equal to 1e-5).
