@@ -13,6 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from featex_jax import errors
+
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run folder(s); several (or one holding member_*) = an ensemble.",
                           required=True)
@@ -37,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run_command(app.run, main)

@@ -20,6 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from featex_jax import configuration
+from featex_jax import errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "dcase2023", "Use configs/<dataset>.py (dcase2023, dcase2022, synthetic).")
@@ -65,4 +66,4 @@ def split_cpu(n_devices):
 
 
 if __name__ == "__main__":
-  app.run(main, argv=configuration.default_config_argument(sys.argv))
+  errors.run_command(lambda: app.run(main, argv=configuration.default_config_argument(sys.argv)))

@@ -17,6 +17,7 @@ from featex_jax import configuration
 from featex_jax import files
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import errors
+from featex_jax.errors import FeatexError
 
 # Fields that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep_checkpoints",
@@ -28,7 +29,7 @@ RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep
 KERAS_FILE = "keras.json"  # a run converted from the reference's Keras weights: its N and unused weights
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(FeatexError, ValueError):
   """A checkpoint does not belong to the config or the data it is used with."""
 
 

@@ -9,6 +9,8 @@ import pathlib
 
 import ml_collections
 
+from featex_jax.errors import ConfigError
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -29,7 +31,7 @@ def default_config_argument(argv):
   if not path.is_file():
     kind = "variant" if variant else "dataset"
     choices = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
-    raise SystemExit(f"unknown --{kind} {variant or dataset!r}: no {path}; choose one of {choices}")
+    raise ConfigError(f"unknown --{kind} {variant or dataset!r}: no {path}; choose one of {choices}")
   return [argv[0], f"--config={spec}", *argv[1:]]
 
 

@@ -20,12 +20,12 @@ several models gave them. `emb_fft` and `emb_mel` are named explicitly.
 """
 import argparse
 import re
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featex_jax import errors
 from featex_jax import model as model_lib
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -39,7 +39,7 @@ BATCH_NORM_WEIGHTS = {  # Keras weight -> (Flax collection, Flax name)
 HEAD_MULTIPLES = {"classification": 1, "statex": 3, "featex": 9}  # classes per head / N
 
 
-class KerasWeightsError(ValueError):
+class KerasWeightsError(errors.FeatexError, ValueError):
   """The weights file does not hold the reference model this converter knows."""
 
 
@@ -290,24 +290,22 @@ def main(argv=None):
                       help="clip length the reference was trained on (sets the first spectrum Dense)")
   parser.add_argument("--data_dir", action="append", help="data root(s) whose training classes name the heads")
   args = parser.parse_args(argv)
-  try:
-    converted = convert(args.weights, clip_samples=args.clip_samples)
-    converted["clip_samples"] = args.clip_samples
-    classes = None
-    if args.data_dir:
-      from featex_jax.data import classes as classes_lib
-      from featex_jax.data import layout
-      classes = classes_lib.ClassTable.from_clips(classes_lib.training_clips(layout.discover(args.data_dir)))
-    n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
-    print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
-          f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
-    for key in converted["unused"]:
-      print(f"unused Keras weight: {key}")
-    save_checkpoint(args.out, converted, classes=classes)
-  except (KerasWeightsError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  converted = convert(args.weights, clip_samples=args.clip_samples)
+  converted["clip_samples"] = args.clip_samples
+  classes = None
+  if args.data_dir:
+    from featex_jax.data import classes as classes_lib
+    from featex_jax.data import layout
+    classes = classes_lib.ClassTable.from_clips(classes_lib.training_clips(layout.discover(args.data_dir)))
+  n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
+  print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
+        f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
+  for key in converted["unused"]:
+    print(f"unused Keras weight: {key}")
+  save_checkpoint(args.out, converted, classes=classes)
   print(f"wrote {args.out}")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  errors.run_command(main)

@@ -15,6 +15,7 @@ import optax
 from featex_jax import adacos
 from featex_jax import checkpoint
 from featex_jax import sharding
+from featex_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,7 @@ def heads_for(config, n_classes):
   loss, aug = config.loss, config.augment
   for name in ("statex", "featex"):
     if loss[f"{name}_weight"] and not aug[name]:
-      raise ValueError(f"loss.{name}_weight={loss[f'{name}_weight']} but augment.{name} is off")
+      raise ConfigError(f"loss.{name}_weight={loss[f'{name}_weight']} but augment.{name} is off")
   heads = [Head("classification", n_classes, loss.classification_weight, loss.classification_trainable)]
   ssl_classes = n_classes if loss.ssl_class_labels else 1
   if aug.statex:

@@ -32,6 +32,7 @@ from featex_jax import input_pipeline
 from featex_jax import sharding
 from featex_jax import state as state_lib
 from featex_jax.data import classes as classes_lib
+from featex_jax.errors import ConfigError
 
 
 def make_train_step(config, network, heads, n_classes):
@@ -121,6 +122,7 @@ def train(config, workdir, progress=True):
   is_main = jax.process_index() == 0
   _, all_clips = clip_sets.discover(config)
   table = clip_sets.class_table(all_clips)
+  heads = state_lib.heads_for(config, table.n_classes)
   if (workdir / "config.json").is_file():  # before decoding anything: a mismatch is reported at once
     checkpoint.check_metadata(workdir, config, table)
   checkpoint.write_metadata(workdir, config, table)
@@ -130,11 +132,10 @@ def train(config, workdir, progress=True):
   mesh = sharding.data_mesh()
   batch_size = config.train.batch_size
   if batch_size % jax.device_count():
-    raise ValueError(f"train.batch_size={batch_size} is not divisible by the {jax.device_count()} devices")
+    raise ConfigError(f"train.batch_size={batch_size} is not divisible by the {jax.device_count()} devices")
   steps_per_epoch = input_pipeline.steps_per_epoch(len(train_set), batch_size)
   if steps_per_epoch == 0:
     raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {batch_size}")
-  heads = state_lib.heads_for(config, table.n_classes)
   network = model_lib.create_model(config.model)
   state, checkpoints = restore_or_create(config, network, heads, workdir, mesh)
   step_fn = parallel_train_step(make_train_step(config, network, heads, table.n_classes), mesh)
