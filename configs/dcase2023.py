@@ -19,7 +19,7 @@ def get_config():
   config.data.sample_rate = 16000
   config.data.clip_samples = 288000    # 18 s: clips are tiled and cut to this length
   config.data.random_offset_per_epoch = False  # reference: one fixed offset at load time
-  config.data.skip_bad_clips = False   # True: skip unreadable clips with a warning
+  config.data.skip_bad_clips = False   # True: skip bad clips (unreadable, NaN, silent...) with one warning
   config.data.cache_dir = ""           # decoded-audio cache; "" = <workdir>/../.featex_cache
   config.data.prefetch_batches = 2
 

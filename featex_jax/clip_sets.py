@@ -38,12 +38,9 @@ def data_roots(config):
 
 
 def discover(config):
-  """(roots, usable clips): unreadable files are an error, or skipped with one warning
-  listing them when config.data.skip_bad_clips is set."""
+  """(roots, clips): every clip the roots hold. Bad audio is found when `clip_set` decodes it."""
   roots = data_roots(config)
-  clips = layout.discover(roots, ground_truth=config.data.ground_truth or None)
-  return roots, audio.validate_clips(clips, skip_bad=config.data.skip_bad_clips,
-                                     sample_rate=config.data.sample_rate)
+  return roots, layout.discover(roots, ground_truth=config.data.ground_truth or None)
 
 
 def cache_root(config, workdir):
@@ -51,9 +48,23 @@ def cache_root(config, workdir):
 
 
 def clip_set(clips, config, workdir, progress=True):
-  cache = input_pipeline.open_cache([c.path for c in clips], cache_root(config, workdir),
-                              sample_rate=config.data.sample_rate, progress=progress)
-  return ClipSet(tuple(clips), cache)
+  """The usable clips with their decoded audio (see `clip_set_each`)."""
+  return clip_set_each([clips], config, workdir, progress)[0]
+
+
+def clip_set_each(clip_lists, config, workdir, progress=True):
+  """A ClipSet of the usable clips of each list, with its decoded audio.
+
+  Bad clips (unreadable, empty, truncated, NaN/Inf, silent), found by the caches' single
+  decoding pass, are one DataError listing those of every list, or are skipped with one
+  warning listing them when config.data.skip_bad_clips is set.
+  """
+  caches = [input_pipeline.open_cache([c.path for c in clips], cache_root(config, workdir),
+                                      sample_rate=config.data.sample_rate, progress=progress) for clips in clip_lists]
+  problems = {path: problem for cache in caches for path, problem in cache.problems.items()}
+  usable = {c.path for c in audio.usable_clips([c for clips in clip_lists for c in clips], problems,
+                                               config.data.skip_bad_clips)}
+  return [ClipSet(tuple(c for c in clips if c.path in usable), cache) for clips, cache in zip(clip_lists, caches)]
 
 
 def class_table(clips):

@@ -97,15 +97,14 @@ def evaluate_runs(workdirs, data_dirs=None, ground_truth=None, out=None, progres
   roots, all_clips = clip_sets.discover(config)
   data_classes = clip_sets.class_table(all_clips)
   members = [embedding.load_member(d, data_classes) for d in directories]
-  train_clips = classes_lib.training_clips(all_clips)
-  test_clips = [c for c in all_clips if c.split == "test"]
+  run = pathlib.Path(workdirs[0])
+  out = pathlib.Path(out) if out else run / "eval"
+  train_set, test_set = clip_sets.clip_set_each(
+      [classes_lib.training_clips(all_clips), [c for c in all_clips if c.split == "test"]], config, run, progress)
+  train_clips, test_clips = train_set.clips, test_set.clips
   unseen = sorted({c.group for c in test_clips} - {c.group for c in train_clips})
   if unseen:
     raise errors.DataError(f"test clips of machine/section {unseen} have no training clips to score against")
-  run = pathlib.Path(workdirs[0])
-  out = pathlib.Path(out) if out else run / "eval"
-  train_set = clip_sets.clip_set(train_clips, config, run, progress)
-  test_set = clip_sets.clip_set(test_clips, config, run, progress)
 
   eval_cfg = config.eval
   groups = {g: ([i for i, c in enumerate(train_clips) if c.group == g], [i for i, c in enumerate(test_clips) if c.group == g])

@@ -4,11 +4,13 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import soundfile
 
 from featex_jax import tiling
 from featex_jax import input_pipeline
 from featex_jax.data import audio
+from featex_jax.data import layout
 
 
 def write_clips(folder, lengths, seed=0):
@@ -47,6 +49,53 @@ def test_concurrent_builds_of_one_cache_agree(tmp_path):
     caches = list(pool.map(lambda _: input_pipeline.open_cache(paths, tmp_path / "cache", progress=False), range(4)))
   assert len({c.directory for c in caches}) == 1
   assert [p.name for p in (tmp_path / "cache").iterdir()] == [caches[0].directory.name]
+
+
+def write_bad_clips(folder):
+  """A NaN clip, a silent clip, an empty file and a non-audio file named .wav."""
+  folder.mkdir(parents=True, exist_ok=True)
+  soundfile.write(folder / "nan.wav", np.array([0.1, np.nan] * 4000), 16000, subtype="FLOAT")
+  soundfile.write(folder / "silent.wav", np.zeros(8000, np.int16), 16000, subtype="PCM_16")
+  (folder / "empty.wav").write_bytes(b"")
+  (folder / "notes.wav").write_text("not audio")
+  return {str(folder / name): problem for name, problem in (
+      ("nan.wav", "NaN or Inf samples"), ("silent.wav", "silent clip"), ("empty.wav", "empty file"),
+      ("notes.wav", "cannot read audio"))}
+
+
+def test_cache_stores_the_good_clips_and_lists_every_bad_one(tmp_path, monkeypatch):
+  good = write_clips(tmp_path / "audio", [8000, 9000, 10000])
+  bad = write_bad_clips(tmp_path / "bad")
+  paths = [good[0], *list(bad)[:2], good[1], *list(bad)[2:], good[2]]
+  cache = input_pipeline.open_cache(paths, tmp_path / "cache", progress=False)
+  assert cache.paths == tuple(good) and cache.dtype == np.float32   # the NaN file's header says FLOAT
+  for i, path in enumerate(good):
+    np.testing.assert_array_equal(cache.read(i), audio.load_audio(path))
+  assert list(cache.problems) == [p for p in paths if p in bad]
+  assert all(message.startswith(f"{path}: {bad[path]}") for path, message in cache.problems.items())
+  monkeypatch.setattr(audio, "try_load_audio", lambda *_: pytest.fail("an existing cache decoded again"))
+  assert input_pipeline.open_cache(paths, tmp_path / "cache", progress=False).problems == cache.problems
+
+
+def test_clip_set_each_refuses_or_skips_the_bad_clips_of_every_list(tmp_path):
+  from configs import synthetic as synthetic_config
+  from featex_jax import clip_sets
+  from featex_jax.data import errors
+  good = write_clips(tmp_path / "audio", [8000, 9000])
+  bad = write_bad_clips(tmp_path / "bad")
+  clip = lambda path: layout.Clip(path, os.path.basename(path), "fan", "00", "source", "train", "normal", "", "")
+  lists = [[clip(good[0]), *map(clip, list(bad)[:2])], [*map(clip, list(bad)[2:]), clip(good[1])]]
+  config = synthetic_config.get_config()
+  config.data.cache_dir = str(tmp_path / "cache")
+  with pytest.raises(errors.DataError) as info:
+    clip_sets.clip_set_each(lists, config, tmp_path / "run", progress=False)
+  assert str(info.value).startswith("4 of 6 clips are unusable") and all(path in str(info.value) for path in bad)
+  config.data.skip_bad_clips = True
+  with pytest.warns(errors.SkippedClipsWarning, match="4 of 6 clips are unusable; skipped") as caught:
+    train_set, test_set = clip_sets.clip_set_each(lists, config, tmp_path / "run", progress=False)
+  assert len(caught) == 1
+  assert [c.path for c in train_set.clips] == list(train_set.cache.paths) == good[:1]
+  assert [c.path for c in test_set.clips] == list(test_set.cache.paths) == good[1:]
 
 
 def test_offsets_are_per_clip_and_in_the_reference_range():
