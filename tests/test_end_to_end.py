@@ -146,6 +146,39 @@ def test_scoring_any_rate_and_channel_count(trained, data, tmp_path):
   assert scores.shape == (1,) and np.isfinite(scores[0]) and decisions[0] in (0, 1)
 
 
+def test_scoring_a_folder_scores_the_audio_files_below_it(trained, data, tmp_path):
+  """A nested folder mixed with notes, tables and macOS metadata files: every .wav/.flac below it is
+  scored, each exactly as when scored alone."""
+  import shutil
+  import soundfile
+  _, workdir, _, evaluation, _ = trained
+  s = evaluation.sections[0]
+  source = next(p for p in data.rglob(s.machine) if p.is_dir()) / "test"
+  folder = tmp_path / "recordings"
+  names = s.file_names[:3]
+  clips = [folder / s.machine / "test" / names[0],                     # <machine>/test/<clip>
+           folder / "site_b" / s.machine / names[1],                   # <machine>/<clip>, one level deeper
+           (folder / s.machine / "test" / names[2]).with_suffix(".flac")]
+  for clip, name in zip(clips, names):
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    samples, rate = soundfile.read(source / name, dtype="int16")
+    soundfile.write(clip, samples, rate, subtype="PCM_16")
+  (folder / "README").write_text("fan recordings, May")
+  (folder / "notes.txt").write_text("mic 2 was loose")
+  (folder / s.machine / "scores.csv").write_text("file,score\n")
+  shutil.copy(source / names[0], folder / s.machine / "test" / f"._{names[0]}")   # hidden: not a recording
+  out = tmp_path / "scores.csv"
+  score.main(["--workdir", str(workdir), "--no-progress", "--out", str(out), str(folder)])
+  rows = read_csv(out)[1:]
+  assert [row[0] for row in rows] == list(map(str, sorted(clips)))
+  expected = dict(zip(s.file_names, s.scores))
+  for (path, machine, section, value, _), clip in zip(rows, sorted(clips)):
+    alone, _ = score.score_recordings(workdir, score.recordings([path]), progress=False)
+    assert (machine, section) == (s.machine, s.section)
+    assert float(value) == pytest.approx(alone[0], abs=1e-6)
+    assert alone[0] == pytest.approx(expected[clip.with_suffix(".wav").name], abs=2e-6)
+
+
 def test_unknown_machine_and_missing_run_are_clear_errors(trained, tmp_path):
   _, workdir, _, evaluation, _ = trained
   clip = next(pathlib.Path(p) for p in pathlib.Path(workdir).parent.parent.rglob("*.wav"))

@@ -39,12 +39,13 @@ class Clip:
     return (self.machine, self.section)
 
 
-def _is_audio(file_name):
-  return os.path.splitext(file_name)[1].lower() in names.AUDIO_EXTENSIONS
+def is_audio(file_name):
+  """A .wav or .flac name, not hidden (macOS leaves '._x.wav' metadata files beside copied clips)."""
+  return os.path.splitext(file_name)[1].lower() in names.AUDIO_EXTENSIONS and not file_name.startswith(".")
 
 
 def _audio_files(folder):
-  return sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_audio(e.name) and not e.name.startswith("."))
+  return sorted(e.name for e in os.scandir(folder) if e.is_file() and is_audio(e.name))
 
 
 def _split_folders(folder):
