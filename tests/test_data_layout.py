@@ -92,11 +92,13 @@ def test_root_without_machine_folders_is_an_error(tmp_path):
 def test_unparseable_names_are_listed_with_their_paths(tmp_path):
   make_tree(tmp_path, ["fan/train/section_00_source_train_normal_0000_a_1.wav",
                        "fan/train/take_3.wav", "fan/test/section_00_source_train_normal_0001_a_1.wav",
-                       "fan/train/section_00_source_train_anomaly_0002_a_1.wav"])
+                       "fan/train/section_00_source_train_anomaly_0002_a_1.wav",
+                       "pump/train/section_00_source_train_normal_0000_a_1.wav", "pump/train/take_4.wav"])
   with pytest.raises(DataError) as info:
     layout.discover(tmp_path)
   message = str(info.value)
   assert "3 file(s) cannot be used" in message
+  assert f"{tmp_path / 'pump'}: 1 file(s) cannot be used: {tmp_path / 'pump' / 'train' / 'take_4.wav'}: file name" in message
   assert f"{tmp_path / 'fan' / 'train' / 'take_3.wav'}: file name does not follow" in message
   assert "a train file name in a test folder" in message
   assert "training files must be normal" in message

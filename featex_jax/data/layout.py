@@ -117,10 +117,15 @@ def discover(roots, ground_truth=None):
     roots = [roots]
   if not roots:
     raise DataError("no data roots given")
-  clips = []
+  clips, problems = [], []
   for root in roots:
     for folder in find_machine_folders(root):
-      clips.extend(machine_clips(folder, root))
+      try:
+        clips.extend(machine_clips(folder, root))
+      except DataError as e:  # every machine folder's problems in one error
+        problems.append(str(e))
+  if problems:
+    raise DataError("\n".join(problems))
   _check_unique(clips)
   if ground_truth:
     clips = ground_truth_lib.apply(clips, ground_truth_lib.read(ground_truth))
