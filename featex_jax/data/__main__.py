@@ -12,8 +12,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(
       prog="python -m featex_jax.data",
       description="What a DCASE data set holds: clips, durations and sample rates per machine, section, split, "
-                  "domain and label, and the number of training classes N. Reads file headers only; exit "
-                  "status 1 when a header is unreadable, 2 on an error.")
+                  "domain and label, and the number of training classes N. Without --check only file "
+                  "headers are read; exit status 1 when one is unreadable, 2 on an error.")
   parser.add_argument("roots", nargs="+", metavar="ROOT", help="folders holding machine folders (any nesting)")
   parser.add_argument("--ground-truth", metavar="DIR",
                       help="folder with the official evaluator's ground_truth_data/, _domain/, _attributes/")
