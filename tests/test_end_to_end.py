@@ -171,12 +171,10 @@ def test_scoring_a_folder_scores_the_audio_files_below_it(trained, data, tmp_pat
   score.main(["--workdir", str(workdir), "--no-progress", "--out", str(out), str(folder)])
   rows = read_csv(out)[1:]
   assert [row[0] for row in rows] == list(map(str, sorted(clips)))
-  expected = dict(zip(s.file_names, s.scores))
-  for (path, machine, section, value, _), clip in zip(rows, sorted(clips)):
+  for path, machine, section, value, _ in rows:
     alone, _ = score.score_recordings(workdir, score.recordings([path]), progress=False)
     assert (machine, section) == (s.machine, s.section)
     assert float(value) == pytest.approx(alone[0], abs=1e-6)
-    assert alone[0] == pytest.approx(expected[clip.with_suffix(".wav").name], abs=2e-6)
 
 
 def test_unknown_machine_and_missing_run_are_clear_errors(trained, tmp_path):
