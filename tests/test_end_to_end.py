@@ -105,10 +105,12 @@ def test_an_ensemble_reports_each_member_alone_and_the_averaged_scores(trained, 
   train.train(config, second, progress=False)
   alone_second, _ = evaluate.evaluate_runs([second], roots, ground_truth=str(data / "eval_data"),
                                            out=tmp_path / "second_eval", progress=False)
-  both, out = evaluate.evaluate_runs([first, second], roots, ground_truth=str(data / "eval_data"),
+  # The second run first: an evaluation writes scoring.json into its first run, and the shared
+  # `trained` run must keep its own for the scoring tests.
+  both, out = evaluate.evaluate_runs([second, first], roots, ground_truth=str(data / "eval_data"),
                                      out=tmp_path / "ensemble", progress=False)
-  assert [m.workdir for m in both.members] == [str(first), str(second)]
-  for member, alone in zip(both.members, (alone_first, alone_second)):
+  assert [m.workdir for m in both.members] == [str(second), str(first)]
+  for member, alone in zip(both.members, (alone_second, alone_first)):
     assert member.summary["official_score"] == pytest.approx(alone.summary["official_score"], rel=1e-6)
     member_figures, alone_figures = results.headline_figures(member.summary), results.headline_figures(alone.summary)
     for group, figures in alone_figures["groups"].items():
