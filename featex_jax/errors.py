@@ -17,6 +17,17 @@ class ConfigError(FeatexError, ValueError):
   """A config field or command-line argument that cannot be used as given."""
 
 
+def listing(headline, items, limit=20):
+  """One message for many problems: the headline, then one item a line (the first `limit`);
+  a single item stays on the headline's line."""
+  items = list(items)
+  if len(items) == 1:
+    return f"{headline}: {items[0]}"
+  shown = "".join(f"\n  {item}" for item in items[:limit])
+  more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
+  return f"{headline}:{shown}{more}"
+
+
 def run_command(main, *args):
   """Run a command line's `main(*args)` and exit with its status; a FeatexError prints
   `error: <message>` on stderr and exits with EXIT_STATUS (one line per problem, no traceback)."""

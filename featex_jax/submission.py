@@ -26,7 +26,7 @@ from featex_jax import files
 from featex_jax import results
 from featex_jax.data import ground_truth as ground_truth_lib
 from featex_jax.data.errors import DataError
-from featex_jax.detector import short_list
+from featex_jax.errors import listing
 
 
 def submission_file_names(machine, section):
@@ -94,9 +94,9 @@ def _attach_truth(section, table, where):
   if missing or extra or len(set(names)) != len(names):
     problems = []
     if extra:
-      problems.append(f"{len(extra)} scored file(s) not in the ground truth: {short_list(extra)}")
+      problems.append(listing(f"{len(extra)} scored file(s) not in the ground truth", extra))
     if missing:
-      problems.append(f"{len(missing)} ground-truth file(s) without a score: {short_list(missing)}")
+      problems.append(listing(f"{len(missing)} ground-truth file(s) without a score", missing))
     if len(set(names)) != len(names):
       problems.append("some files are scored twice")
     raise DataError(f"{section.name}: {where} does not cover the scored files: " + "; ".join(problems))
@@ -116,12 +116,12 @@ def _submission_rows(s):
     raise ValueError(f"{s.name}: file names are not unique")
   bad_names = [f for f in s.file_names if not f or any(c in f for c in ',"\r\n')]
   if bad_names:
-    raise ValueError(f"{s.name}: file names unusable in a CSV row: {short_list(bad_names)}")
+    raise ValueError(listing(f"{s.name}: file names unusable in a CSV row", bad_names))
   scores = s.scores if s.scores.dtype.kind == "f" else s.scores.astype(np.float64)
   bad = ~np.isfinite(scores)
   if np.any(bad):
     names = [s.file_names[i] for i in np.flatnonzero(bad)]
-    raise ValueError(f"{s.name}: {len(names)} score(s) are NaN or Inf: {short_list(names)}")
+    raise ValueError(listing(f"{s.name}: {len(names)} score(s) are NaN or Inf", names))
   if not np.all((s.decisions == 0) | (s.decisions == 1)):
     raise ValueError(f"{s.name}: decisions must be 0 or 1")
   score_text = "".join(f"{f},{v}\n" for f, v in zip(s.file_names, scores))

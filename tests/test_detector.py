@@ -12,17 +12,17 @@ def _embeddings(rng, n, dims=8):
   return rng.normal(size=(n, dims)).astype(np.float32)
 
 
-def test_l2_normalise_gives_unit_rows_in_the_same_direction():
+def test_unit_rows_have_unit_norm_and_the_same_direction():
   x = np.random.default_rng(0).normal(size=(5, 7))
   y = detector.unit_rows(x)
   np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, rtol=1e-12)
   np.testing.assert_allclose(y * np.linalg.norm(x, axis=1, keepdims=True), x, rtol=1e-12)
 
 
-def test_l2_normalise_rejects_a_zero_row():
+def test_unit_rows_rejects_a_zero_row():
   x = np.ones((3, 4))
   x[1] = 0
-  with pytest.raises(ValueError, match="rows 1"):
+  with pytest.raises(ValueError, match="rows with a zero or non-finite norm: 1$"):
     detector.unit_rows(x)
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import soundfile
 import soxr
 
-from featex_jax.data.errors import DataError, SkippedClipsWarning, listing
+from featex_jax.data.errors import DataError, SkippedClipsWarning
+from featex_jax.errors import listing
 
 
 @dataclasses.dataclass(frozen=True)

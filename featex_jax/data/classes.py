@@ -7,7 +7,8 @@ run so that the rows of a checkpoint's heads map back to names.
 """
 import dataclasses
 
-from featex_jax.data.errors import DataError, listing
+from featex_jax.data.errors import DataError
+from featex_jax.errors import listing
 
 TRAINING_SPLITS = ("train", "supplemental")
 _FORMAT = "featex_jax.class_table/1"

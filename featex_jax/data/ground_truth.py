@@ -15,7 +15,8 @@ import re
 
 from featex_jax import files
 from featex_jax.data import names
-from featex_jax.data.errors import DataError, listing
+from featex_jax.data.errors import DataError
+from featex_jax.errors import listing
 
 DATA, DOMAIN, ATTRIBUTES = "ground_truth_data", "ground_truth_domain", "ground_truth_attributes"
 FOLDERS = (DATA, DOMAIN, ATTRIBUTES)

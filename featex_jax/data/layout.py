@@ -11,7 +11,8 @@ import os
 
 from featex_jax.data import ground_truth as ground_truth_lib
 from featex_jax.data import names
-from featex_jax.data.errors import DataError, listing
+from featex_jax.data.errors import DataError
+from featex_jax.errors import listing
 
 # Split folder -> split. Training uses 'train' and 'supplemental'.
 SPLIT_FOLDERS = {"train": "train", "supplemental": "supplemental", "test": "test",
