@@ -13,11 +13,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from featex_jax import errors
+
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run folder(s); several (or one holding member_*) = an ensemble.",
                           required=True)
-flags.DEFINE_multi_string("data_dir", None, "Data root(s); default: the runs' config.data.roots.")
-flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders.")
+flags.DEFINE_multi_string("data_dir", None, "Data root(s); default: the runs' config.data.roots (sets it).")
+flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders "
+                    "(sets config.data.ground_truth).")
 flags.DEFINE_string("out", None, "Output folder; default <first workdir>/eval.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
@@ -28,12 +31,12 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
   from featex_jax import evaluate
-  from featex_jax import report
-  evaluation, out = evaluate.evaluate(FLAGS.workdir, FLAGS.data_dir, FLAGS.ground_truth, FLAGS.out,
-                                      progress=FLAGS.progress)
-  print(report.format_table(evaluation))
+  from featex_jax import results
+  evaluation, out = evaluate.evaluate_runs(FLAGS.workdir, FLAGS.data_dir, FLAGS.ground_truth, FLAGS.out,
+                                           progress=FLAGS.progress)
+  print(results.format_table(evaluation))
   print(f"Outputs in {out}: submission/ (official CSVs), results.json, results.txt, plots/")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run_command(app.run, main)

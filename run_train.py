@@ -20,13 +20,15 @@ from absl import logging
 from ml_collections import config_flags
 
 from featex_jax import configuration
+from featex_jax import errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "dcase2023", "Use configs/<dataset>.py (dcase2023, dcase2022, synthetic).")
 flags.DEFINE_string("variant", None, "Apply configs/variants/<variant>.py (baseline, statex_only, ...).")
-flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders; default: config.data.roots.")
+flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders (sets config.data.roots).")
 flags.DEFINE_string("workdir", None, "Output folder; default runs/<dataset>[-<variant>].")
-flags.DEFINE_integer("ensemble", None, "Train K members (seeds seed..seed+K-1) into <workdir>/member_<k>.")
+flags.DEFINE_integer("ensemble", None, "Train K members (seeds seed..seed+K-1) into <workdir>/member_<k> "
+                     "(sets config.train.ensemble_size).")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_bool("distributed", False, "Multi-host: let JAX find the coordinator (TPU pod, SLURM, MPI).")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
@@ -46,14 +48,14 @@ def main(argv):
   split_cpu(FLAGS.cpu_devices)
   from featex_jax import multihost  # imports JAX: after split_cpu
   multihost.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed)
-  from featex_jax import train  # after jax.distributed.initialize
-  config = FLAGS.config
+  from featex_jax import checkpoint  # after jax.distributed.initialize
+  from featex_jax import train
+  config = configuration.apply_command_line(FLAGS.config, data_dirs=FLAGS.data_dir, ensemble=FLAGS.ensemble)
   name = config.dataset + (f"-{FLAGS.variant}" if FLAGS.variant else "")
   workdir = pathlib.Path(FLAGS.workdir or f"runs/{name}")
-  ensemble = FLAGS.ensemble or config.train.ensemble_size
-  for member_dir, member_config in train.ensemble_members(config, workdir, ensemble):
+  for member_dir, member_config in checkpoint.ensemble_members(config, workdir):
     logging.info("training %s", member_dir)
-    train.train(member_config, member_dir, data_dirs=FLAGS.data_dir, progress=FLAGS.progress)
+    train.train(member_config, member_dir, progress=FLAGS.progress)
 
 
 def split_cpu(n_devices):
@@ -64,4 +66,4 @@ def split_cpu(n_devices):
 
 
 if __name__ == "__main__":
-  app.run(main, argv=configuration.default_config_argument(sys.argv))
+  errors.run_command(lambda: app.run(main, argv=configuration.default_config_argument(sys.argv)))

@@ -3,7 +3,7 @@
 Times the forward pass, the input gradient and the weight gradient of the stem (7x7 stride-2
 conv on the 1-channel 561 x 513 spectrogram), of a stage-16 3x3 conv (16 -> 16 channels on
 140 x 128) and the stem's 3x3 stride-2 max-pool, at the training batch, each as its own
-jit'd program, and prints GFLOP/s against a large matmul's. SPEC.md reports weight gradients
+jit'd program, and prints GFLOP/s against a large matmul's. docs/method.md (Speed) reports weight gradients
 3-6x slower than the matching forward convs on an Intel machine; this measures it here.
 
   python benchmarks/conv_gradients.py

@@ -1,8 +1,8 @@
 """Input pipeline throughput with no model: clips/s the audio cache delivers, and peak host RSS.
 
-Runs what training runs before each step (featex_jax.pipeline): the epoch shuffle, the fixed
+Runs what training runs before each step (featex_jax.input_pipeline): the epoch shuffle, the fixed
 cut offsets, BatchReader's positioned reads of int16 clips from the decoded-audio cache with
-prefetch, and (row 'device') `train.global_batch`, which places each batch on the devices.
+prefetch, and (row 'device') `sharding.global_batch`, which places each batch on the devices.
 The cache is built first in a separate process, so its decode time and peak RSS are reported
 apart from the reading process's. Run it on two data sizes to see that the reading
 process's RSS does not grow with the dataset (it holds `prefetch` batches, not the data).
@@ -47,9 +47,9 @@ def parse_args(argv):
 
 def build_cache(paths, cache_root):
   """In a child process: decode into the cache; (seconds, peak RSS MiB) of that process."""
-  from featex_jax import pipeline
+  from featex_jax import input_pipeline
   start = time.perf_counter()
-  pipeline.open_cache(paths, cache_root, sample_rate=16000, progress=False)
+  input_pipeline.open_cache(paths, cache_root, sample_rate=16000, progress=False)
   return time.perf_counter() - start, harness.peak_rss_mib()
 
 
@@ -82,19 +82,19 @@ def drop_from_page_cache(path):
 def read_epochs(args, cache, labels, offsets, to_device, mesh):
   """(seconds, clips, bytes) to read --epochs epochs, each batch placed on the devices if asked."""
   import jax
-  from featex_jax import pipeline
-  from featex_jax import train
-  reader = pipeline.BatchReader(cache, labels, prefetch=args.prefetch, workers=args.workers)
+  from featex_jax import input_pipeline
+  from featex_jax import sharding
+  reader = input_pipeline.BatchReader(cache, labels, prefetch=args.prefetch, workers=args.workers)
   clips = nbytes = 0
   start = time.perf_counter()
   try:
     for epoch in range(args.epochs):
       if args.cold:
         drop_from_page_cache(cache.directory / "samples.bin")
-      index_batches = list(pipeline.train_index_batches(len(cache), args.batch, 0, epoch))
+      index_batches = list(input_pipeline.train_index_batches(len(cache), args.batch, 0, epoch))
       for local in reader.batches(index_batches, [offsets[i] for i in index_batches]):
         if to_device:
-          jax.block_until_ready(train.global_batch(local, mesh))
+          jax.block_until_ready(sharding.global_batch(local, mesh))
         clips += len(local["labels"])
         nbytes += int(local["lengths"].sum()) * cache.dtype.itemsize
   finally:
@@ -115,14 +115,14 @@ def main(argv=None):
     build_s, build_rss = pool.submit(build_cache, paths, cache_root).result()
 
   import psutil
-  from featex_jax import pipeline
-  from featex_jax import train
+  from featex_jax import input_pipeline
+  from featex_jax import sharding
   from featex_jax.data import classes
   info = harness.machine()
-  cache = pipeline.open_cache(paths, cache_root, sample_rate=16000, progress=False)
+  cache = input_pipeline.open_cache(paths, cache_root, sample_rate=16000, progress=False)
   labels = [classes.ClassTable.from_clips(clips).class_index(c) for c in clips]
-  offsets = pipeline.clip_offsets([pipeline.clip_key(c) for c in clips], cache.lengths, args.clip_samples, 0)
-  mesh = train.data_mesh()
+  offsets = input_pipeline.clip_offsets([input_pipeline.clip_key(c) for c in clips], cache.lengths, args.clip_samples, 0)
+  mesh = sharding.data_mesh()
   data_mib = os.path.getsize(cache.directory / "samples.bin") / 2 ** 20
   rss_before = psutil.Process().memory_info().rss / 2 ** 20
   print(f"{info['cpu']} ({info['cpu_cores']} cores), jax {info['jax']}, load {info['load_avg_1m']}: "

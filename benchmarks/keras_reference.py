@@ -1,7 +1,7 @@
 """The authors' Keras reference, timed on this machine and recorded beside our own figures.
 
 CPU speed differs several-fold between machines, so every CPU target is a ratio against the
-reference measured in the same session (SPEC.md). This runs the shared tool
+reference measured in the same session (docs/method.md, Speed). This runs the shared tool
 `../shared/tools/keras-reference/bench_keras.py` (it builds the authors' model from their
 unchanged code) in its own TensorFlow environment, and appends its figures to the results
 file with the same machine record as train_step.py and forward.py.

@@ -25,8 +25,8 @@ def main():
   p.add_argument("--target", type=int, default=10, help="target-domain training clips per section")
   p.add_argument("--test", type=int, default=200, help="test clips per section")
   args = p.parse_args()
-  from featex_jax import report
-  from featex_jax import scoring
+  from featex_jax import results
+  from featex_jax import detector
   rng = np.random.default_rng(0)
   timings = {"kmeans_s": 0.0, "scores_s": 0.0}
   sections = []
@@ -35,21 +35,21 @@ def main():
     train = clustered_embeddings(rng, args.source + args.target)
     test = clustered_embeddings(rng, args.test) + 0.3 * rng.standard_normal((args.test, 256))
     t0 = time.perf_counter()
-    centres = scoring.fit_section_centres(train[:args.source], train[args.source:])
+    centres = detector.fit_section_centres(train[:args.source], train[args.source:])
     t1 = time.perf_counter()
-    threshold = scoring.decision_threshold(scoring.anomaly_scores(train, centres))
-    test_scores = scoring.anomaly_scores(test, centres)
+    threshold = detector.decision_threshold(detector.anomaly_scores(train, centres))
+    test_scores = detector.anomaly_scores(test, centres)
     timings["kmeans_s"] += t1 - t0
     timings["scores_s"] += time.perf_counter() - t1
     labels = np.arange(args.test) % 2 == 0
-    sections.append(report.SectionScores(f"m{s}", 0, [f"c{i}.wav" for i in range(args.test)], test_scores,
-                                         scoring.decisions(test_scores, threshold), labels,
+    sections.append(results.SectionScores(f"m{s}", 0, [f"c{i}.wav" for i in range(args.test)], test_scores,
+                                         detector.decisions(test_scores, threshold), labels,
                                          np.arange(args.test) % 4 < 2, threshold))
   t0 = time.perf_counter()
-  report.evaluate(sections, ci95=False)
+  results.compute(sections, ci95=False)
   timings["metrics_s"] = time.perf_counter() - t0
   t0 = time.perf_counter()
-  report.evaluate(sections, ci95=True)
+  results.compute(sections, ci95=True)
   timings["metrics_with_ci95_s"] = time.perf_counter() - t0
   timings["total_s"] = time.perf_counter() - start
   row = {k: round(v, 2) for k, v in timings.items()}

@@ -24,16 +24,18 @@ def parse_args(argv):
 def measure(args, dtype, n_devices, batch):
   import jax
   from featex_jax import model as model_lib
+  from featex_jax import sharding
+  from featex_jax import state as state_lib
   from featex_jax import train
   config = harness.reference_config(dtype, args.clip_samples)
-  mesh = train.data_mesh(jax.devices()[:n_devices])
-  heads = train.heads_for(config, args.classes)
+  mesh = sharding.data_mesh(jax.devices()[:n_devices])
+  heads = state_lib.heads_for(config, args.classes)
   network = model_lib.create_model(config.model)
-  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(0)), mesh)
+  state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(0)), mesh)
   step_fn = train.parallel_train_step(train.make_train_step(config, network, heads, args.classes), mesh)
   host = harness.stored_batch(batch, int(args.stored_seconds * config.data.sample_rate), config.data.clip_samples,
                               args.classes)
-  device_batch = train.global_batch(host, mesh)
+  device_batch = sharding.global_batch(host, mesh)
   compiled, compile_s = harness.compile_seconds(step_fn, state, device_batch, train.step_key(0, 0))
 
   def one_step():

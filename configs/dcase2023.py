@@ -15,10 +15,11 @@ def get_config():
   # One or more roots holding machine folders (dev and eval sets together); any nesting.
   config.data.roots = ("data/dcase2023/dev_data", "data/dcase2023/eval_data")
   config.data.ground_truth = ""        # official evaluator's ground_truth_* folders, if any
+  config.data.generate_synthetic = False  # True: generate missing roots from config.synthetic
   config.data.sample_rate = 16000
   config.data.clip_samples = 288000    # 18 s: clips are tiled and cut to this length
   config.data.random_offset_per_epoch = False  # reference: one fixed offset at load time
-  config.data.skip_bad_clips = False   # True: skip unreadable clips with a warning
+  config.data.skip_bad_clips = False   # True: skip bad clips (unreadable, NaN, silent...) with one warning
   # Classes: "reference" = the keys of the training clips of all roots AND of the development
   # test clips (normal and anomalous; their names carry domain and attributes), as the
   # reference's label encoder; "training" = the training clips' keys only (smaller N).

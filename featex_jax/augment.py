@@ -2,14 +2,16 @@
 
 Every augmentation pairs clip i with its partner, clip B-1-i (the batch reversed along axis 0,
 as in the authors' Keras layers), and decides per clip, from its PRNG key alone, whether it
-applies (uniform u < prob). A padded partial batch passes `mask` [B] (True = real clip): the
-real clips are then reversed among themselves, as the reference reverses its partial last
-batch, and each padding row is its own partner, so padding never reaches a real clip. The
-draws of a batch of B begin with those of a batch of n <= B (jax_threefry_partitionable, JAX's
-default), so n real clips padded to B are augmented exactly as a batch of n (tested). The decisions never depend on the labels, so the same key gives the
+applies (uniform u < prob). The decisions never depend on the labels, so the same key gives the
 same augmentation whichever labels are passed: for the ablation "SSL loss without class
 labels" the train step passes `augmentation_only_labels(batch)` instead of the class labels and
 gets the 3- and 9-class targets of the same exchanges.
+
+A padded partial batch passes `mask` [B] (True = real clip): the real clips are then reversed
+among themselves, as the reference reverses its partial last batch, and each padding row is
+its own partner, so padding never reaches a real clip. The draws of a batch of B begin with
+those of a batch of n <= B (jax_threefry_partitionable, JAX's default), so n real clips padded
+to B are augmented exactly as a batch of n (tested).
 
 Random draws, so that a test can reproduce them:
   mixup:  lambda_key, decision_key = jax.random.split(key);

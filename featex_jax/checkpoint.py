@@ -1,4 +1,5 @@
-"""Checkpoints (orbax) and the run metadata that makes a checkpoint mean something.
+"""Run folders: checkpoints (orbax), the run metadata that makes a checkpoint mean something,
+and where the members of an ensemble live.
 
 A work directory holds `checkpoints/<step>/` (orbax: written to a temporary folder and
 renamed, so a killed job never leaves a half checkpoint), `config.json` (the resolved
@@ -16,11 +17,13 @@ from featex_jax import configuration
 from featex_jax import files
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import errors
+from featex_jax.errors import FeatexError
 
 # Fields that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep_checkpoints",
                      "train.log_every_steps", "data.prefetch_batches", "data.cache_dir", "data.roots",
-                     "data.skip_bad_clips", "eval.")
+                     "data.skip_bad_clips", "data.generate_synthetic", "data.ground_truth",
+                     "train.ensemble_size", "eval.")
 
 
 # Settings added after runs were first saved, and the value a run saved without them was
@@ -29,7 +32,10 @@ ADDED_SETTINGS = {"data.class_table": "training", "model.matmul_precision": "def
                   "train.drop_remainder": True}
 
 
-class CheckpointMismatchError(ValueError):
+KERAS_FILE = "keras.json"  # a run converted from the reference's Keras weights: its N and unused weights
+
+
+class CheckpointMismatchError(FeatexError, ValueError):
   """A checkpoint does not belong to the config or the data it is used with."""
 
 
@@ -58,11 +64,13 @@ def latest_step(workdir):
 
 
 def write_metadata(workdir, config, classes):
-  """config.json and classes.json of a run (process 0 only; atomic)."""
+  """config.json and classes.json of a run (process 0 only; atomic). `classes` None: a
+  converted Keras model whose class names are unknown (KERAS_FILE then holds its N)."""
   if jax.process_index() != 0:
     return
   files.write_json(pathlib.Path(workdir) / "config.json", configuration.to_dict(config))
-  files.write_json(pathlib.Path(workdir) / "classes.json", classes.to_dict())
+  if classes is not None:
+    files.write_json(pathlib.Path(workdir) / "classes.json", classes.to_dict())
 
 
 def read_config(workdir):
@@ -111,3 +119,26 @@ def _lookup(tree, dotted):
       return None
     tree = tree[part]
   return tree
+
+
+def ensemble_members(config, workdir):
+  """(work directory, config) of each model to train: member_<k> with seed + k when
+  train.ensemble_size > 1, else the work directory itself."""
+  size = config.train.ensemble_size
+  if size <= 1:
+    return [(pathlib.Path(workdir), config)]
+  members = []
+  for k in range(size):
+    member = config.copy_and_resolve_references()
+    member.seed = config.seed + k
+    members.append((pathlib.Path(workdir) / f"member_{k}", member))
+  return members
+
+
+def member_dirs(workdirs):
+  """Each work directory, or its member_<k> folders when it holds an ensemble."""
+  members = []
+  for workdir in map(pathlib.Path, workdirs):
+    nested = sorted(workdir.glob("member_*"), key=lambda p: int(p.name.split("_")[-1]))
+    members += nested or [workdir]
+  return members

@@ -9,6 +9,8 @@ import pathlib
 
 import ml_collections
 
+from featex_jax.errors import ConfigError
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -29,7 +31,7 @@ def default_config_argument(argv):
   if not path.is_file():
     kind = "variant" if variant else "dataset"
     choices = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
-    raise SystemExit(f"unknown --{kind} {variant or dataset!r}: no {path}; choose one of {choices}")
+    raise ConfigError(f"unknown --{kind} {variant or dataset!r}: no {path}; choose one of {choices}")
   return [argv[0], f"--config={spec}", *argv[1:]]
 
 
@@ -40,6 +42,24 @@ def _flag_value(argv, name):
     if arg == f"--{name}" and i + 1 < len(argv):
       return argv[i + 1]
   return None
+
+
+def apply_command_line(config, data_dirs=None, ground_truth=None, ensemble=None):
+  """A copy of `config` with the command-line flags that name config fields applied.
+
+  The one place that decides flags vs config: --data_dir replaces data.roots (data the user
+  brought is never generated over), --ground_truth sets data.ground_truth, --ensemble sets
+  train.ensemble_size. Everything downstream reads the config only.
+  """
+  config = config.copy_and_resolve_references()
+  if data_dirs:
+    config.data.roots = tuple(str(d) for d in data_dirs)
+    config.data.generate_synthetic = False
+  if ground_truth:
+    config.data.ground_truth = str(ground_truth)
+  if ensemble:
+    config.train.ensemble_size = int(ensemble)
+  return config
 
 
 def to_dict(config):

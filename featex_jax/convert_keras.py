@@ -21,12 +21,12 @@ several models gave them. `emb_fft` and `emb_mel` are named explicitly.
 """
 import argparse
 import re
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featex_jax import errors
 from featex_jax import model as model_lib
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -40,7 +40,7 @@ BATCH_NORM_WEIGHTS = {  # Keras weight -> (Flax collection, Flax name)
 HEAD_MULTIPLES = {"classification": 1, "statex": 3, "featex": 9}  # classes per head / N
 
 
-class KerasWeightsError(ValueError):
+class KerasWeightsError(errors.FeatexError, ValueError):
   """The weights file does not hold the reference model this converter knows."""
 
 
@@ -259,37 +259,28 @@ def _lookup(tree, names):
   return tree
 
 
-KERAS_FILE = "keras.json"
-
-
 def save_checkpoint(out, converted, config=None, classes=None):
-  """Write `converted` as step 0 of a run in `out`: the parameters, heads and scales of the
-  Keras model, a fresh Adam state, the config (default: configs/dcase2023.py) and, when
-  known, the class table."""
+  """Write `converted` as step 0 of a run in `out`, as training writes its runs: the parameters,
+  heads and scales of the Keras model with a fresh Adam state, the config (default:
+  configs/dcase2023.py), keras.json and, when known, the class table."""
   import pathlib
   from configs import dcase2023
   from featex_jax import checkpoint
-  from featex_jax import configuration
   from featex_jax import files
-  from featex_jax import train
+  from featex_jax import state as state_lib
   out = pathlib.Path(out)
   config = config or dcase2023.get_config()
   config.data.clip_samples = converted["clip_samples"]
   n_classes = converted["n_classes"]
   if classes is not None and classes.n_classes != n_classes:
     raise KerasWeightsError(f"the data's class table has {classes.n_classes} classes, the Keras heads {n_classes}")
-  heads = train.heads_for(config, n_classes)
-  centres = {h.name: jnp.asarray(converted["heads"][h.name]) for h in heads}
-  params = {"backbone": jax.tree.map(jnp.asarray, converted["params"]), "centres": centres}
-  state = train.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, batch_stats=jax.tree.map(jnp.asarray, converted["batch_stats"]),
-      opt_state=train.make_optimizer(config, heads).init(params),
-      scales={h.name: jnp.float32(converted["scales"][h.name]) for h in heads})
+  heads = state_lib.heads_for(config, n_classes)
+  params = {"backbone": converted["params"], "centres": {h.name: converted["heads"][h.name] for h in heads}}
+  state = state_lib.from_arrays(config, heads, params, converted["batch_stats"],
+                                {h.name: converted["scales"][h.name] for h in heads})
   checkpoint.save(checkpoint.manager(out), 0, state)
-  files.write_json(out / "config.json", configuration.to_dict(config))
-  files.write_json(out / KERAS_FILE, {"n_classes": n_classes, "unused": converted["unused"]})
-  if classes is not None:
-    files.write_json(out / "classes.json", classes.to_dict())
+  checkpoint.write_metadata(out, config, classes)
+  files.write_json(out / checkpoint.KERAS_FILE, {"n_classes": n_classes, "unused": converted["unused"]})
 
 
 def main(argv=None):
@@ -298,27 +289,24 @@ def main(argv=None):
   parser.add_argument("out", help="run folder to write (config.json, checkpoints/)")
   parser.add_argument("--clip-samples", type=int, default=288000,
                       help="clip length the reference was trained on (sets the first spectrum Dense)")
-  parser.add_argument("--data_dir", action="append", help="data root(s) whose training classes name the heads")
+  parser.add_argument("--data_dir", action="append", help="data root(s) whose class table (the reference's) names the heads")
   args = parser.parse_args(argv)
-  try:
-    converted = convert(args.weights, clip_samples=args.clip_samples)
-    converted["clip_samples"] = args.clip_samples
-    classes = None
-    if args.data_dir:
-      from featex_jax.data import classes as classes_lib
-      from featex_jax.data import layout
-      clips = layout.discover(args.data_dir)
-      classes = classes_lib.ClassTable.from_clips(classes_lib.table_clips(clips, "reference"))
-    n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
-    print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
-          f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
-    for key in converted["unused"]:
-      print(f"unused Keras weight: {key}")
-    save_checkpoint(args.out, converted, classes=classes)
-  except (KerasWeightsError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  converted = convert(args.weights, clip_samples=args.clip_samples)
+  converted["clip_samples"] = args.clip_samples
+  classes = None
+  if args.data_dir:
+    from featex_jax.data import classes as classes_lib
+    from featex_jax.data import layout
+    classes = classes_lib.ClassTable.from_clips(classes_lib.table_clips(layout.discover(args.data_dir), "reference"))
+  n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
+  print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
+        f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
+  for key in converted["unused"]:
+    print(f"unused Keras weight: {key}")
+  save_checkpoint(args.out, converted, classes=classes)
   print(f"wrote {args.out}")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  errors.run_command(main)

@@ -1,6 +1,6 @@
 """The two input representations of the network, computed from waveforms in plain JAX.
 
-Both match the reference's TensorFlow front end exactly (see SPEC.md, fidelity notes):
+Both match the reference's TensorFlow front end exactly (docs/method.md, the network):
 
 - `spectrum`: |FFT| of the whole clip, first n//2 bins (TF takes a full complex FFT and
   keeps bins 0..n/2-1; the rfft bins are the same numbers, Nyquist bin dropped).

@@ -3,6 +3,8 @@ import os
 
 import jax
 
+from featex_jax.errors import ConfigError
+
 # Environments where jax.distributed.initialize() finds the coordinator by itself.
 _AUTO_DETECTED = ("TPU_WORKER_HOSTNAMES", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "JAX_COORDINATOR_ADDRESS")
 
@@ -15,12 +17,12 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
   """
   if coordinator_address or num_processes:
     if not (coordinator_address and num_processes and process_id is not None):
-      raise ValueError("multi-process runs need --coordinator_address, --num_processes and --process_id together")
+      raise ConfigError("multi-process runs need --coordinator_address, --num_processes and --process_id together")
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
   elif auto and any(name in os.environ for name in _AUTO_DETECTED):
     jax.distributed.initialize()
   elif auto:
-    raise ValueError(f"--distributed: no cluster environment found ({', '.join(_AUTO_DETECTED)}); "
+    raise ConfigError(f"--distributed: no cluster environment found ({', '.join(_AUTO_DETECTED)}); "
                      "give --coordinator_address, --num_processes and --process_id")
   return jax.process_index(), jax.process_count()

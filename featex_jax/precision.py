@@ -16,6 +16,8 @@ import functools
 
 import jax
 
+from featex_jax.errors import ConfigError
+
 MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "default")
 
 
@@ -26,7 +28,7 @@ def with_matmul_precision(fn, precision):
   the caller's context.
   """
   if precision not in MATMUL_PRECISIONS:
-    raise ValueError(f"model.matmul_precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+    raise ConfigError(f"model.matmul_precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
   if precision == "default":
     return fn
 

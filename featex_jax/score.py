@@ -13,21 +13,20 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import sys
 
-import jax
 import numpy as np
 
+from featex_jax import embedding
 from featex_jax import evaluate
 from featex_jax import files
-from featex_jax import pipeline
-from featex_jax import scoring
-from featex_jax import train as train_lib
+from featex_jax import input_pipeline
+from featex_jax import detector
 from featex_jax.data import audio as audio_io
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import errors
 from featex_jax.data import layout
 from featex_jax.data import names
+from featex_jax.errors import run_command
 
 SPLIT_FOLDERS = set(layout.SPLIT_FOLDERS)
 
@@ -41,7 +40,7 @@ class Recording:
 
 
 def recordings(paths, machine=None, section=None):
-  """Every audio file named or found (recursively, sorted) below the given folders."""
+  """Every file named, and every audio file found (recursively, sorted) below the given folders."""
   found = []
   for path in map(pathlib.Path, paths):
     if path.is_dir():
@@ -78,42 +77,31 @@ def score_recordings(workdir, items, batch_size=16, progress=True):
   if unknown:
     raise errors.DataError(f"no centres for {', '.join(unknown)}; this run knows {sorted(scoring_info['thresholds'])}"
                            " (give --machine/--section if the folder or file name misleads)")
+  members = [embedding.load_member(member_dir, classes) for member_dir in scoring_info["members"]]
+  waves = _decode(items, members[0].config.data.sample_rate)
   member_scores = []
-  for member_dir in scoring_info["members"]:
-    member = evaluate.load_member(member_dir, classes)
-    centres = np.load(pathlib.Path(member_dir) / evaluate.CENTRES_FILE)
-    embeddings = _embed(member, items, batch_size, progress)
+  for member in members:
+    centres = np.load(member.workdir / evaluate.CENTRES_FILE)
+    embeddings = embedding.embed_waveforms(member, waves, [input_pipeline.clip_key(r) for r in items],
+                                           [r.path for r in items], batch_size, progress)
     scores = np.empty(len(items))
     for key in set(keys):
       rows = [i for i, k in enumerate(keys) if k == key]
-      scores[rows] = scoring.anomaly_scores(embeddings[rows], centres[key])
+      scores[rows] = detector.anomaly_scores(embeddings[rows], centres[key])
     member_scores.append(scores)
-  scores = scoring.combine_scores(member_scores, scoring_info["ensemble_reduce"])
+  scores = detector.combine_scores(member_scores, scoring_info["ensemble_reduce"])
   thresholds = np.array([scoring_info["thresholds"][k] for k in keys])
   return scores, (scores > thresholds).astype(np.int64)
 
 
-def _embed(member, items, batch_size, progress):
-  import tqdm
-  config = member.config
-  waves = [audio_io.load_audio(r.path, config.data.sample_rate) for r in items]
-  lengths = np.array([len(w) for w in waves])
-  offsets = pipeline.clip_offsets([pipeline.clip_key(r) for r in items], lengths,
-                                  config.data.clip_samples, config.seed)
-  fn = evaluate.embedding_fn(member.network, config, train_lib.data_mesh(jax.devices()[:1]))
-  out = np.empty((len(items), 2 * config.model.embedding_dim), np.float32)
-  width = int(lengths.max())
-  for start in tqdm.trange(0, len(items), batch_size, unit="batch", desc="scoring", disable=not progress):
-    rows = range(start, min(start + batch_size, len(items)))
-    audio = np.zeros((batch_size, width), np.float32)
-    for row, i in enumerate(rows):
-      audio[row, :lengths[i]] = waves[i]
-    pad = batch_size - len(rows)
-    batch_lengths = np.pad(lengths[start:start + len(rows)], (0, pad), constant_values=1)
-    batch_offsets = np.pad(offsets[start:start + len(rows)], (0, pad))
-    out[start:start + len(rows)] = np.asarray(fn(member.variables, audio, batch_lengths, batch_offsets))[:len(rows)]
-  scoring.check_embeddings(out, [r.path for r in items])
-  return out
+def _decode(items, sample_rate):
+  """Every recording's samples, decoded once for all members; one DataError lists every bad file."""
+  loaded = [audio_io.try_load_audio(r.path, sample_rate) for r in items]
+  problems = [problem for _, problem in loaded if problem]
+  if problems:
+    raise errors.DataError(errors.listing(f"{len(problems)} of {len(items)} recordings cannot be scored", problems,
+                                          limit=len(problems)))
+  return [wave for wave, _ in loaded]
 
 
 def main(argv=None):
@@ -121,15 +109,12 @@ def main(argv=None):
   parser.add_argument("paths", nargs="+", help="audio files or folders")
   parser.add_argument("--workdir", required=True, help="a run evaluated with run_eval.py")
   parser.add_argument("--machine", help="machine type of every file (default: from its folder)")
-  parser.add_argument("--section", help="section of every file (default: from its name)")
+  parser.add_argument("--section", type=int, help="section of every file (default: from its name)")
   parser.add_argument("--out", help="also write file,machine,section,score,decision as CSV")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
-  try:
-    items = recordings(args.paths, args.machine, args.section)
-    scores, decisions = score_recordings(args.workdir, items, progress=not args.no_progress)
-  except (errors.DataError, ValueError) as error:
-    sys.exit(f"error: {error}")
+  items = recordings(args.paths, args.machine, args.section)
+  scores, decisions = score_recordings(args.workdir, items, progress=not args.no_progress)
   rows = [(r.path, r.machine, r.section, f"{s:.6f}", "anomaly" if d else "normal")
           for r, s, d in zip(items, scores, decisions)]
   width = max(len(r[0]) for r in rows)
@@ -140,7 +125,8 @@ def main(argv=None):
     with files.atomic_open(args.out, "w", encoding="utf-8") as f:
       f.write("file,machine,section,score,decision\n")
       f.writelines(f"{p},{m},{sec},{s},{int(d == 'anomaly')}\n" for p, m, sec, s, d in rows)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  run_command(main)

@@ -19,12 +19,12 @@ import inspect
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 import soundfile
 
+from featex_jax import errors
 from featex_jax.data import ground_truth
 
 MACHINE_TYPES = ("hum", "whine", "buzz", "drone", "rattle", "whirr", "throb", "chirp", "growl", "purr",
@@ -170,7 +170,7 @@ def synthesize(spec, sound, seconds, sample_rate, seed):
 def clip_specs(machine_index, sections, train_per_section, target_train_per_section, test_per_section):
   """Every clip of one machine type: training clips (source, then target), then test clips."""
   if test_per_section and test_per_section < 4:
-    raise ValueError(f"test_per_section must be 0 or at least 4 (one per domain and label), got {test_per_section}")
+    raise errors.ConfigError(f"test_per_section must be 0 or at least 4 (one per domain and label), got {test_per_section}")
   specs = []
   for section in range(sections):
     for domain, count, attributes in (("source", train_per_section, SOURCE_ATTRIBUTES),
@@ -233,12 +233,12 @@ def generate(out_dir, machines=3, sections=1, train_per_section=48, target_train
   output is the same).
   """
   if layout not in LAYOUTS:
-    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    raise errors.ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
   if machines < 1 or sections < 1 or train_per_section < 1 or target_train_per_section < 0 or seconds <= 0:
-    raise ValueError("need machines, sections, train_per_section >= 1, target_train_per_section >= 0, seconds > 0")
+    raise errors.ConfigError("need machines, sections, train_per_section >= 1, target_train_per_section >= 0, seconds > 0")
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-    raise FileExistsError(f"{out_dir} exists and is not an empty folder; remove it or choose another")
+    raise errors.ConfigError(f"{out_dir} exists and is not an empty folder; remove it or choose another")
   counts = dict(sections=sections, train_per_section=train_per_section,
                 target_train_per_section=target_train_per_section, test_per_section=test_per_section)
   dev_types, eval_types = range(machines), range(machines, 2 * machines)
@@ -293,11 +293,7 @@ def main(argv=None):
   parser.add_argument("--json", action="store_true", help="print the summary as JSON")
   args = vars(parser.parse_args(argv))
   as_json, out = args.pop("json"), args.pop("out")
-  try:
-    summary = generate(out, **args)
-  except (ValueError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  summary = generate(out, **args)
   if as_json:
     print(json.dumps(summary, indent=2))
   else:
@@ -309,4 +305,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  errors.run_command(main)

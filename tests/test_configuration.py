@@ -8,6 +8,7 @@ import pytest
 
 from configs import dcase2023
 from featex_jax import configuration
+from featex_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ def test_dataset_and_variant_choose_the_config_file():
   assert argv[1] == f"--config={REPO / 'configs' / 'dcase2023.py'}" and argv[2] == "--config.train.epochs=3"
   explicit = ["run_train.py", "--config=configs/dcase2022.py", "--dataset=synthetic"]
   assert configuration.default_config_argument(explicit) == explicit
-  with pytest.raises(SystemExit, match="unknown --dataset 'dcase1999'.*dcase2023"):
+  with pytest.raises(ConfigError, match="unknown --dataset 'dcase1999'.*dcase2023"):
     configuration.default_config_argument(["run_train.py", "--dataset=dcase1999"])
 
 

@@ -8,6 +8,7 @@ from sklearn.preprocessing import LabelEncoder
 
 from featex_jax.data import classes, layout
 from featex_jax.data.errors import DataError
+from featex_jax.errors import ConfigError
 
 
 def clip(machine="fan", section="00", attributes="m-n_W", domain="source", split="train", label="normal",
@@ -43,8 +44,8 @@ def test_order_and_indices_match_the_reference_label_encoders(seed):
   assert [table.groups[g] for g in table.class_groups()] == [k.group for k in table.classes]
 
 
-def test_real_sample_classes(shared_data):
-  clips = layout.discover(shared_data / "dcase2023-sample")
+def test_real_sample_classes(dcase_sample):
+  clips = layout.discover(dcase_sample)
   training = classes.training_clips(clips)
   assert {c.split for c in training} == {"train"} and len(training) == 14
   table = classes.ClassTable.from_clips(training)
@@ -72,8 +73,8 @@ def reference_encoder_keys(root):
   return keys
 
 
-def test_reference_table_is_the_reference_label_encoder_on_real_clips(shared_data):
-  root = shared_data / "dcase2023-sample"
+def test_reference_table_is_the_reference_label_encoder_on_real_clips(dcase_sample):
+  root = dcase_sample
   clips = layout.discover(root)
   encoder = LabelEncoder().fit(reference_encoder_keys(root))
   table = classes.ClassTable.from_clips(classes.table_clips(clips))
@@ -90,13 +91,14 @@ def test_evaluation_test_clips_never_add_classes():
   training = clip(attributes="a_1")
   development_test = clip(attributes="a_2", split="test", label="anomaly",
                           file_name="section_00_source_test_anomaly_0000_a_2.wav")
-  evaluation_test = clip(machine="pump", attributes="a_3", split="test", label="anomaly", file_name="section_00_0000.wav")
+  evaluation_test = clip(machine="pump", attributes="a_3", split="test", label="anomaly",
+                         file_name="section_00_0000.wav")
   evaluation_train = clip(machine="pump", attributes="a_1")
   all_clips = [training, development_test, evaluation_test, evaluation_train]
   names = lambda mode: classes.ClassTable.from_clips(classes.table_clips(all_clips, mode)).class_names
   assert names("reference") == ["fan_00###a_1###True", "fan_00###a_2###True", "pump_00###a_1###True"]
   assert names("training") == ["fan_00###a_1###True", "pump_00###a_1###True"]
-  with pytest.raises(DataError, match="data.class_table must be one of"):
+  with pytest.raises(ConfigError, match="data.class_table must be one of"):
     classes.table_clips(all_clips, "all")
 
 

@@ -56,7 +56,8 @@ def test_write_then_read_round_trip(tmp_path):
           for name, (label, domain, attributes) in reversed(TRUTH.items())]
   ground_truth.write(tmp_path, rows)
   assert ground_truth.read(tmp_path) == {("fan", "01"): {
-      name: ground_truth.Truth(label, domain, attributes) for name, (label, domain, attributes) in TRUTH.items()}}
+      name: ground_truth.Truth(label, domain, attributes, f"section_01_{domain}_test_{label}_0007_{attributes}.wav")
+      for name, (label, domain, attributes) in TRUTH.items()}}
   # The official format: no header, rows sorted by file name, 0/1 values, names without extension.
   assert (tmp_path / ground_truth.DOMAIN / "ground_truth_fan_section_01_test.csv").read_text() == (
       "section_00_0000.wav,1\nsection_00_0001.wav,1\nsection_00_0002.wav,0\n")
@@ -133,3 +134,20 @@ def test_tables_of_absent_machines_are_ignored_unless_none_is_present(eval_set, 
   write_csvs(tmp_path / "other", machine="bandsaw")
   with pytest.raises(DataError, match=r"covers machine types \['bandsaw'\], none of which was found"):
     layout.discover(eval_set, ground_truth=tmp_path / "other")
+
+
+def test_read_pairs_labels_and_domains_by_name(tmp_path):
+  names = ["section_00_0001.wav", "section_00_0000.wav"]
+  for folder, values in ((ground_truth.DATA, [1, 0]), (ground_truth.DOMAIN, [0, 1])):
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "ground_truth_fan_section_00_test.csv").write_text(
+        "".join(f"{n},{v}\n" for n, v in zip(names, values)))
+  # The domain file in another row order: pairing goes by name.
+  (tmp_path / ground_truth.DOMAIN / "ground_truth_fan_section_00_test.csv").write_text(
+      "section_00_0000.wav,1\nsection_00_0001.wav,0\n")
+  assert ground_truth.read(tmp_path) == {("fan", "00"): {
+      "section_00_0001.wav": ground_truth.Truth("anomaly", "source"),
+      "section_00_0000.wav": ground_truth.Truth("normal", "target")}}
+  (tmp_path / ground_truth.DATA / "ground_truth_fan_section_00_test.csv").write_text("a.wav,1\nb.wav,x\n")
+  with pytest.raises(DataError, match=r"fan_section_00_test\.csv:2: value must be 0 or 1, got 'x'"):
+    ground_truth.read(tmp_path)

@@ -9,27 +9,27 @@ from featex_jax.data import layout
 from featex_jax.data.errors import DataError
 
 
-def manifest(shared_data):
-  with open(shared_data / "dcase2023-sample" / "manifest.csv", newline="") as f:
+def manifest(dcase_sample):
+  with open(dcase_sample / "manifest.csv", newline="") as f:
     return list(csv.DictReader(f))
 
 
-def test_finds_every_manifest_file(shared_data):
-  root = shared_data / "dcase2023-sample"
+def test_finds_every_manifest_file(dcase_sample):
+  root = dcase_sample
   clips = layout.discover(root)
   found = {(os.path.relpath(c.path, root), c.machine, c.section, c.domain, c.split, c.label, c.attributes)
            for c in clips}
   expected = {(r["relative_path"], r["machine"], r["section"], r["domain"], r["split"], r["label"], r["attributes"])
-              for r in manifest(shared_data)}
+              for r in manifest(dcase_sample)}
   assert found == expected
   assert len(clips) == len(expected)
   assert all(os.path.isabs(c.path) and c.file_name == os.path.basename(c.path) and c.root == str(root)
              for c in clips)
-  assert {c.group for c in clips} == {(r["machine"], r["section"]) for r in manifest(shared_data)}
+  assert {c.group for c in clips} == {(r["machine"], r["section"]) for r in manifest(dcase_sample)}
 
 
-def test_order_is_machine_then_split_then_name(shared_data):
-  clips = layout.discover([str(shared_data / "dcase2023-sample")])
+def test_order_is_machine_then_split_then_name(dcase_sample):
+  clips = layout.discover([str(dcase_sample)])
   keys = [(c.machine, ("train", "supplemental", "test").index(c.split), c.file_name) for c in clips]
   assert keys == sorted(keys)
 
@@ -92,11 +92,13 @@ def test_root_without_machine_folders_is_an_error(tmp_path):
 def test_unparseable_names_are_listed_with_their_paths(tmp_path):
   make_tree(tmp_path, ["fan/train/section_00_source_train_normal_0000_a_1.wav",
                        "fan/train/take_3.wav", "fan/test/section_00_source_train_normal_0001_a_1.wav",
-                       "fan/train/section_00_source_train_anomaly_0002_a_1.wav"])
+                       "fan/train/section_00_source_train_anomaly_0002_a_1.wav",
+                       "pump/train/section_00_source_train_normal_0000_a_1.wav", "pump/train/take_4.wav"])
   with pytest.raises(DataError) as info:
     layout.discover(tmp_path)
   message = str(info.value)
   assert "3 file(s) cannot be used" in message
+  assert f"{tmp_path / 'pump'}: 1 file(s) cannot be used: {tmp_path / 'pump' / 'train' / 'take_4.wav'}: file name" in message
   assert f"{tmp_path / 'fan' / 'train' / 'take_3.wav'}: file name does not follow" in message
   assert "a train file name in a test folder" in message
   assert "training files must be normal" in message

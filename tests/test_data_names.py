@@ -42,8 +42,8 @@ def test_parses_every_year(file_name):
   assert names.parse(file_name) == names.ParsedName(section, domain, split, label, index, attributes, content)
 
 
-def test_every_real_sample_name(shared_data):
-  with open(shared_data / "dcase2023-sample" / "manifest.csv", newline="") as f:
+def test_every_real_sample_name(dcase_sample):
+  with open(dcase_sample / "manifest.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   assert rows
   for row in rows:
@@ -65,18 +65,3 @@ def test_unparseable_name_is_a_clear_error(file_name):
   with pytest.raises(DataError, match="^" + file_name.replace(".", r"\.")) as info:
     names.parse(file_name)
   assert isinstance(info.value, ValueError)
-
-
-@pytest.mark.parametrize("attributes, pairs", [
-    ("car_C2_spd_34V_mic_1", (("car", "C2"), ("spd", "34V"), ("mic", "1"))),
-    ("volt_1.5_wt_150", (("volt", "1.5"), ("wt", "150"))),
-    ("m-n_W", (("m-n", "W"),)),
-    ("noAttribute", ()),
-    ("", ()),
-    ("A1Spd28VMic1", None),      # not name/value pairs
-    ("vel_9_loc", None),
-])
-def test_attribute_pairs(attributes, pairs):
-  assert names.attribute_pairs(attributes) == pairs
-  if pairs:
-    assert "_".join(f"{k}_{v}" for k, v in pairs) == attributes

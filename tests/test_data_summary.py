@@ -18,8 +18,8 @@ def run(*args):
                         text=True, timeout=120)
 
 
-def test_json_counts_equal_the_manifest(shared_data):
-  root = shared_data / "dcase2023-sample"
+def test_json_counts_equal_the_manifest(dcase_sample):
+  root = dcase_sample
   result = run(root, "--json")
   assert result.returncode == 0, result.stderr
   summary = json.loads(result.stdout)
@@ -48,8 +48,8 @@ def test_json_counts_equal_the_manifest(shared_data):
   assert summary["unreadable"] == []
 
 
-def test_table_and_errors(shared_data, tmp_path, capsys):
-  assert cli.main([str(shared_data / "dcase2023-sample")]) == 0
+def test_table_and_errors(dcase_sample, tmp_path, capsys):
+  assert cli.main([str(dcase_sample)]) == 0
   table = capsys.readouterr().out
   assert table.splitlines()[0].split() == ["machine", "section", "split", "domain", "label", "clips", "duration",
                                            "sample", "rates", "channels"]

@@ -17,8 +17,10 @@ from sklearn import metrics as skmetrics
 from configs import synthetic as synthetic_config
 from featex_jax import checkpoint
 from featex_jax import configuration
+from featex_jax import embedding
 from featex_jax import evaluate
 from featex_jax import files
+from featex_jax import results
 from featex_jax import score
 from featex_jax import synthetic
 from featex_jax import train
@@ -53,8 +55,8 @@ def trained(data, tmp_path_factory):
   config = tiny_config()
   config.data.cache_dir = str(workdir.parent / "cache")
   roots = [str(data / "dev_data"), str(data / "eval_data")]
-  train.train(config, workdir, data_dirs=roots, progress=False)
-  evaluation, out = evaluate.evaluate([workdir], roots, ground_truth=str(data / "eval_data"), progress=False)
+  train.train(configuration.apply_command_line(config, data_dirs=roots), workdir, progress=False)
+  evaluation, out = evaluate.evaluate_runs([workdir], roots, ground_truth=str(data / "eval_data"), progress=False)
   return config, workdir, roots, evaluation, out
 
 
@@ -94,6 +96,35 @@ def test_evaluation_metrics_are_sklearns_on_the_submission_files(trained, data):
   assert len(list((out / "plots").glob("*.png"))) == 8
 
 
+def test_an_ensemble_reports_each_member_alone_and_the_averaged_scores(trained, data, tmp_path):
+  """Two members: each evaluated alone equals evaluating its run by itself; the ensemble's
+  submission scores are the mean of the members' scores."""
+  config, first, roots, alone_first, _ = trained
+  second = tmp_path / "second"
+  config = configuration.apply_command_line(config, data_dirs=roots)
+  config.seed += 1
+  train.train(config, second, progress=False)
+  alone_second, _ = evaluate.evaluate_runs([second], roots, ground_truth=str(data / "eval_data"),
+                                           out=tmp_path / "second_eval", progress=False)
+  # The second run first: an evaluation writes scoring.json into its first run, and the shared
+  # `trained` run must keep its own for the scoring tests.
+  both, out = evaluate.evaluate_runs([second, first], roots, ground_truth=str(data / "eval_data"),
+                                     out=tmp_path / "ensemble", progress=False)
+  assert [m.workdir for m in both.members] == [str(second), str(first)]
+  for member, alone in zip(both.members, (alone_second, alone_first)):
+    assert member.summary["official_score"] == pytest.approx(alone.summary["official_score"], rel=1e-6)
+    member_figures, alone_figures = results.headline_figures(member.summary), results.headline_figures(alone.summary)
+    for group, figures in alone_figures["groups"].items():
+      assert member_figures["groups"][group] == pytest.approx(figures, rel=1e-6), group
+  for s, a, b in zip(both.sections, alone_first.sections, alone_second.sections):
+    np.testing.assert_allclose(s.scores, (a.scores + b.scores) / 2, rtol=1e-5)
+  written = json.loads((out / "results.json").read_text())
+  official = [alone_first.summary["official_score"], alone_second.summary["official_score"]]
+  assert written["member_statistics"]["official_score"]["mean"] == pytest.approx(np.mean(official))
+  assert written["member_statistics"]["official_score"]["std"] == pytest.approx(np.std(official))
+  assert "each evaluated alone" in (out / "results.txt").read_text()
+
+
 def test_scoring_new_recordings_reuses_the_stored_centres(trained, data, capsys):
   _, workdir, _, evaluation, _ = trained
   s = evaluation.sections[0]
@@ -118,6 +149,37 @@ def test_scoring_any_rate_and_channel_count(trained, data, tmp_path):
   assert scores.shape == (1,) and np.isfinite(scores[0]) and decisions[0] in (0, 1)
 
 
+def test_scoring_a_folder_scores_the_audio_files_below_it(trained, data, tmp_path):
+  """A nested folder mixed with notes, tables and macOS metadata files: every .wav/.flac below it is
+  scored, each exactly as when scored alone."""
+  import shutil
+  import soundfile
+  _, workdir, _, evaluation, _ = trained
+  s = evaluation.sections[0]
+  source = next(p for p in data.rglob(s.machine) if p.is_dir()) / "test"
+  folder = tmp_path / "recordings"
+  names = s.file_names[:3]
+  clips = [folder / s.machine / "test" / names[0],                     # <machine>/test/<clip>
+           folder / "site_b" / s.machine / names[1],                   # <machine>/<clip>, one level deeper
+           (folder / s.machine / "test" / names[2]).with_suffix(".flac")]
+  for clip, name in zip(clips, names):
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    samples, rate = soundfile.read(source / name, dtype="int16")
+    soundfile.write(clip, samples, rate, subtype="PCM_16")
+  (folder / "README").write_text("fan recordings, May")
+  (folder / "notes.txt").write_text("mic 2 was loose")
+  (folder / s.machine / "scores.csv").write_text("file,score\n")
+  shutil.copy(source / names[0], folder / s.machine / "test" / f"._{names[0]}")   # hidden: not a recording
+  out = tmp_path / "scores.csv"
+  score.main(["--workdir", str(workdir), "--no-progress", "--out", str(out), str(folder)])
+  rows = read_csv(out)[1:]
+  assert [row[0] for row in rows] == list(map(str, sorted(clips)))
+  for path, machine, section, value, _ in rows:
+    alone, _ = score.score_recordings(workdir, score.recordings([path]), progress=False)
+    assert (machine, section) == (s.machine, s.section)
+    assert float(value) == pytest.approx(alone[0], abs=1e-6)
+
+
 def test_unknown_machine_and_missing_run_are_clear_errors(trained, tmp_path):
   _, workdir, _, evaluation, _ = trained
   clip = next(pathlib.Path(p) for p in pathlib.Path(workdir).parent.parent.rglob("*.wav"))
@@ -132,7 +194,7 @@ def test_checkpoint_of_another_config_is_refused(trained):
   changed = tiny_config(**{"loss.weight_decay": 1e-3})
   changed.data.cache_dir = config.data.cache_dir
   with pytest.raises(checkpoint.CheckpointMismatchError, match=r"loss.weight_decay: checkpoint 1e-05 vs now 0.001"):
-    train.train(changed, workdir, data_dirs=roots, progress=False)
+    train.train(configuration.apply_command_line(changed, data_dirs=roots), workdir, progress=False)
 
 
 def test_runs_saved_before_a_setting_existed_read_as_they_were_trained(tmp_path):
@@ -156,7 +218,7 @@ def test_runs_saved_before_a_setting_existed_read_as_they_were_trained(tmp_path)
 def test_checkpoint_of_other_classes_is_refused(trained, data):
   config, workdir, *_ = trained
   with pytest.raises(checkpoint.CheckpointMismatchError, match="training classes"):
-    train.train(config, workdir, data_dirs=[str(data / "dev_data")], progress=False)
+    train.train(configuration.apply_command_line(config, data_dirs=[str(data / "dev_data")]), workdir, progress=False)
 
 
 def test_a_set_smaller_than_a_batch_trains_as_one_batch_of_it(data, tmp_path):
@@ -171,7 +233,7 @@ def test_a_set_smaller_than_a_batch_trains_as_one_batch_of_it(data, tmp_path):
     config = tiny_config(**{"train.batch_size": batch_size, "train.epochs": 2, "optim.eps": 1e-3})
     config.data.cache_dir = str(tmp_path / "cache")
     workdir = tmp_path / f"batch_{batch_size}"
-    state = train.train(config, workdir, data_dirs=roots, progress=False)
+    state = train.train(configuration.apply_command_line(config, data_dirs=roots), workdir, progress=False)
     params[batch_size] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
     logs[batch_size] = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert checkpoint.latest_step(workdir) == 2 and [r["epoch"] for r in logs[batch_size]] == [1, 2]
@@ -183,7 +245,7 @@ def test_a_set_smaller_than_a_batch_trains_as_one_batch_of_it(data, tmp_path):
   with pytest.raises(ValueError, match="48 training clips are fewer than one batch of 64 and train.drop_remainder"):
     config = tiny_config(**{"train.batch_size": 64, "train.drop_remainder": True})
     config.data.cache_dir = str(tmp_path / "cache")
-    train.train(config, tmp_path / "dropped", data_dirs=roots, progress=False)
+    train.train(configuration.apply_command_line(config, data_dirs=roots), tmp_path / "dropped", progress=False)
 
 
 def run_train_command(workdir, data, *extra, env=None):
@@ -247,5 +309,5 @@ def test_two_processes_train_what_one_process_trains(data, tmp_path):
 
 
 def final_params(workdir):
-  member = evaluate.load_member(workdir, checkpoint.read_classes(workdir))
+  member = embedding.load_member(workdir, checkpoint.read_classes(workdir))
   return member.step, jax.tree.leaves(jax.device_get(member.variables))

@@ -5,7 +5,7 @@ import soundfile
 
 from featex_jax import features
 
-REAL_CLIP = "dcase2023-sample/ToyCar/train/section_00_source_train_normal_0362_car_C2_spd_31V_mic_1.wav"
+REAL_CLIP = "ToyCar/train/section_00_source_train_normal_0362_car_C2_spd_31V_mic_1.wav"
 
 
 def numpy_stft_magnitude(waveform, frame_length, hop_length):
@@ -21,8 +21,8 @@ def relative_error(actual, expected):
 
 
 @pytest.fixture(scope="module")
-def real_clip(shared_data):
-  waveform, sample_rate = soundfile.read(shared_data / REAL_CLIP, dtype="float32")
+def real_clip(dcase_sample):
+  waveform, sample_rate = soundfile.read(dcase_sample / REAL_CLIP, dtype="float32")
   assert sample_rate == 16000
   return waveform
 

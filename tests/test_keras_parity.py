@@ -1,4 +1,4 @@
-"""Weight-level parity with the authors' Keras model (../shared/data/reference-golden).
+"""Weight-level parity with the authors' Keras model (tests/data/keras-reference).
 
 The golden weights are converted, FeatExNet runs them in inference mode under full float32
 matmul precision on the golden clips, and every stored stage tensor must agree within 1e-4
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from featex_jax import checkpoint
+from featex_jax import clip_sets
 from featex_jax import configuration
 from featex_jax import convert_keras
-from featex_jax import datasets
-from featex_jax import evaluate
+from featex_jax import embedding
 from featex_jax.data import classes
 from featex_jax.model import FeatExNet
 
@@ -25,13 +25,11 @@ HEAD_KEYS = {"classification": "N", "statex": "3N", "featex": "9N"}
 
 
 @pytest.fixture(scope="module")
-def golden_dir(shared_data):
-  return shared_data / "reference-golden"
-
-
-@pytest.fixture(scope="module")
-def converted(golden_dir):
-  return convert_keras.convert(golden_dir / "golden.npz")
+def converted(golden, tmp_path_factory):
+  """The reference's weights before the heads' call, through the golden-layout .npz reader."""
+  path = tmp_path_factory.mktemp("golden") / "weights.npz"
+  np.savez(path, **golden_weights(golden))
+  return convert_keras.convert(path)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +80,8 @@ def test_heads_and_scales_are_the_reference_centres(converted, golden):
   assert converted["unused"] == []
 
 
-def test_hdf5_weights_give_the_same_parameters(converted, golden, golden_dir):
-  from_h5 = convert_keras.convert(golden_dir / "weights.h5")
+def test_hdf5_weights_give_the_same_parameters(converted, golden, keras_reference):
+  from_h5 = convert_keras.convert(keras_reference / "weights.h5")
   for part in ("params", "batch_stats", "heads"):
     jax.tree.map(np.testing.assert_array_equal, from_h5[part], converted[part])
   # weights.h5 was saved after the heads' training call: it holds the updated scales.
@@ -142,26 +140,26 @@ def test_a_file_that_is_not_weights_is_rejected(tmp_path):
     convert_keras.convert(tmp_path / "notes.txt")
 
 
-def test_converted_weights_evaluate_on_data_whose_reference_table_has_their_classes(golden_dir, shared_data, tmp_path):
+def test_converted_weights_evaluate_on_data_whose_reference_table_has_their_classes(keras_reference, dcase_sample,
+                                                                                   tmp_path):
   """The golden heads have N = 4, as the reference's table of the real valve clips: 2 training
   keys (pat_01 source) + 3 from the development test clips (pat_00 source, pat_02 and pat_03
   target), less the shared one. run_eval's path accepts the converted run with the class table
   given at conversion, or built from the data at evaluation; the training-only table (N = 1)
   and data of another N are refused, naming both counts."""
   root = tmp_path / "valve_only"
-  shutil.copytree(shared_data / "dcase2023-sample" / "valve", root / "valve")
+  shutil.copytree(dcase_sample / "valve", root / "valve")
   for run, extra in ((tmp_path / "named", ["--data_dir", str(root)]), (tmp_path / "unnamed", [])):
-    convert_keras.main([str(golden_dir / "weights.h5"), str(run), *extra])
-    config = configuration.from_dict(checkpoint.read_config(run))
-    _, clips = datasets.discover(config, [str(root)])
-    member = evaluate.load_member(run, datasets.class_table(clips, config))
+    assert convert_keras.main([str(keras_reference / "weights.h5"), str(run), *extra]) == 0
+    config = configuration.apply_command_line(configuration.from_dict(checkpoint.read_config(run)), [str(root)])
+    _, clips = clip_sets.discover(config)
+    member = embedding.load_member(run, clip_sets.class_table(clips, config))
     assert member.classes.n_classes == 4 and member.step == 0
   assert (tmp_path / "named" / "classes.json").is_file() and not (tmp_path / "unnamed" / "classes.json").exists()
   training_table = classes.ClassTable.from_clips(classes.table_clips(clips, "training"))
   with pytest.raises(checkpoint.CheckpointMismatchError, match="its heads have 4 classes; the data has 1"):
-    evaluate.load_member(tmp_path / "unnamed", training_table)
+    embedding.load_member(tmp_path / "unnamed", training_table)
   with pytest.raises(checkpoint.CheckpointMismatchError, match="only in .*classes.json: valve_00###pat_00###True"):
-    evaluate.load_member(tmp_path / "named", training_table)
-  with pytest.raises(SystemExit, match="the data's class table has 26 classes, the Keras heads 4"):
-    convert_keras.main([str(golden_dir / "weights.h5"), str(tmp_path / "all"), "--data_dir",
-                        str(shared_data / "dcase2023-sample")])
+    embedding.load_member(tmp_path / "named", training_table)
+  with pytest.raises(convert_keras.KerasWeightsError, match="the data's class table has 26 classes, the Keras heads 4"):
+    convert_keras.main([str(keras_reference / "weights.h5"), str(tmp_path / "all"), "--data_dir", str(dcase_sample)])

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from configs import synthetic
+from featex_jax import embedding
 from featex_jax import model as model_lib
+from featex_jax import sharding
+from featex_jax import state as state_lib
 from featex_jax import train
 
 N_CLASSES = 4
@@ -37,10 +40,10 @@ def random_batch(seed, batch_size=8, stored=12000, real_rows=None):
 
 def compiled_step(config, devices):
   """(initial replicated state, jit'd step, mesh) for `config` on a mesh of `devices`."""
-  heads = train.heads_for(config, N_CLASSES)
+  heads = state_lib.heads_for(config, N_CLASSES)
   network = model_lib.create_model(config.model)
-  mesh = train.data_mesh(devices)
-  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(config.seed)), mesh)
+  mesh = sharding.data_mesh(devices)
+  state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(config.seed)), mesh)
   return state, train.parallel_train_step(train.make_train_step(config, network, heads, N_CLASSES), mesh), mesh
 
 
@@ -49,7 +52,7 @@ def run_steps(config, devices, n_steps, compiled=None):
   state, step, mesh = compiled or compiled_step(config, devices)
   states, history = [], []
   for i in range(n_steps):
-    state, metrics = step(state, train.global_batch(random_batch(i), mesh), train.step_key(config.seed, i))
+    state, metrics = step(state, sharding.global_batch(random_batch(i), mesh), train.step_key(config.seed, i))
     states.append(jax.device_get(state))
     history.append(jax.device_get(metrics))
   return states, history
@@ -69,10 +72,11 @@ class Runs:
 def runs_on(config, devices):
   state, step, mesh = compiled_step(config, devices)
   initial = jax.device_get(state)
-  partial_state, metrics = step(train.replicate(initial, mesh), train.global_batch(random_batch(0, real_rows=PARTIAL), mesh),
-                                train.step_key(config.seed, 0))
+  partial_batch = sharding.global_batch(random_batch(0, real_rows=PARTIAL), mesh)
+  partial_state, metrics = step(sharding.replicate(initial, mesh), partial_batch, train.step_key(config.seed, 0))
   partial = (jax.device_get(partial_state), jax.device_get(metrics))
-  return Runs(initial, step, mesh, *run_steps(config, devices, 5, (train.replicate(initial, mesh), step, mesh)), partial)
+  states, history = run_steps(config, devices, 5, (sharding.replicate(initial, mesh), step, mesh))
+  return Runs(initial, step, mesh, states, history, partial)
 
 
 def assert_trees_close(a, b, rtol, floor):
@@ -114,7 +118,11 @@ def one_and_eight_devices():
 def assert_one_step_close(state1, metrics1, state8, metrics8):
   assert_metrics_close([metrics1], [metrics8], 1e-5)
   assert_trees_close(state8.scales, state1.scales, 1e-5, 1e-3)
-  assert_trees_close(state8.batch_stats, state1.batch_stats, 1e-5, 1e-3)
+  # Running means start at 0 and take 1 - momentum = 1% of the batch mean in a step; the batch
+  # mean is a cancellation of activations of order 1, so its float32 noise is ~1e-5 of that
+  # order, not of the (small) mean: floor 1e-2 (the 1% step of a unit activation). Measured on
+  # an Intel Xeon: 4.3e-8 absolute on a running mean of 3.7e-3, over the old floor's 3.7e-8.
+  assert_trees_close(state8.batch_stats, state1.batch_stats, 1e-5, 1e-2)
   # Gradient entries are float32 sums over 8 clips in another order: measured 5e-5 of a
   # leaf's largest value at worst (a BatchNorm bias, one Adam step from zero).
   assert_trees_close(state8.params, state1.params, 1e-4, 1e-3)
@@ -134,14 +142,19 @@ def test_a_partial_batch_on_eight_devices_equals_one_device(one_and_eight_device
 
 def test_five_steps_on_eight_devices_stay_with_one_device(one_and_eight_devices):
   """Losses and scales stay together (measured 5e-5 at step 5: float32 differences grow
-  about 10x per step on this tiny random batch), and so do the parameters."""
+  about 10x per step on this tiny random batch), and so do the parameters: the 8-device run
+  departs from the 1-device run by under 5% of the distance training moved them in steps
+  2-5 (measured 0.6% on an Intel Xeon; statistics or gradients reduced over one device's
+  clips only would move them apart by the order of the steps themselves; the one-step test
+  above pins the computation itself). Relative to the parameters' norm the departure was 5e-5
+  on an AMD EPYC and 1.3e-4 on the Xeon: float noise that grows with each step."""
   _, one, eight = one_and_eight_devices
   states1, history1, states8, history8 = one.states, one.history, eight.states, eight.history
   assert_metrics_close(history1, history8, 1e-3)
   assert int(states8[-1].step) == int(states1[-1].step) == 5
-  flat1 = np.concatenate([np.ravel(x) for x in jax.tree.leaves(states1[-1].params)])
-  flat8 = np.concatenate([np.ravel(x) for x in jax.tree.leaves(states8[-1].params)])
-  assert np.linalg.norm(flat8 - flat1) <= 1e-4 * np.linalg.norm(flat1)
+  flat = lambda state: np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params)])  # noqa: E731
+  moved = np.linalg.norm(flat(states1[-1]) - flat(states1[0]))
+  assert np.linalg.norm(flat(states8[-1]) - flat(states1[-1])) <= 5e-2 * moved
 
 
 def test_padding_rows_change_nothing(one_and_eight_devices):
@@ -153,15 +166,17 @@ def test_padding_rows_change_nothing(one_and_eight_devices):
   padding = ~batch["mask"]
   for name in ("audio", "lengths", "offsets", "labels"):
     batch[name][padding] = other[name][padding]
-  state, metrics = one.step(train.replicate(one.initial, one.mesh), train.global_batch(batch, one.mesh),
+  state, metrics = one.step(sharding.replicate(one.initial, one.mesh), sharding.global_batch(batch, one.mesh),
                             train.step_key(config.seed, 0))
-  for x, y in zip(jax.tree.leaves((jax.device_get(state), jax.device_get(metrics))), jax.tree.leaves(one.partial)):
+  got = jax.tree.leaves((jax.device_get(state), jax.device_get(metrics)))
+  for x, y in zip(got, jax.tree.leaves(one.partial)):
     np.testing.assert_array_equal(x, y)
 
 
 def precisions_in(lowered_text):
   """The precision names of every dot_general and convolution of a lowered program."""
-  ops = [line for line in lowered_text.splitlines() if "stablehlo.dot_general" in line or "stablehlo.convolution" in line]
+  ops = [line for line in lowered_text.splitlines()
+         if "stablehlo.dot_general" in line or "stablehlo.convolution" in line]
   assert ops
   return {name for line in ops for name in re.findall(r"\b(DEFAULT|HIGHEST|HIGH)\b", line) or ["none"]}
 
@@ -173,10 +188,10 @@ def test_matmul_precision_reaches_the_compiled_train_step(setting, expected):
   context (here TF32); "default" leaves it to that context."""
   config = tiny_config()
   config.model.matmul_precision = setting
-  heads = train.heads_for(config, N_CLASSES)
+  heads = state_lib.heads_for(config, N_CLASSES)
   network = model_lib.create_model(config.model)
-  mesh = train.data_mesh(jax.devices()[:1])
-  state = jax.eval_shape(lambda: train.create_train_state(config, network, heads, jax.random.key(0)))
+  mesh = sharding.data_mesh(jax.devices()[:1])
+  state = jax.eval_shape(lambda: state_lib.create_train_state(config, network, heads, jax.random.key(0)))
   batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), random_batch(0))
   step = train.parallel_train_step(train.make_train_step(config, network, heads, N_CLASSES), mesh)
   with jax.default_matmul_precision("tensorfloat32"):
@@ -186,12 +201,11 @@ def test_matmul_precision_reaches_the_compiled_train_step(setting, expected):
 
 def test_matmul_precision_reaches_the_embedding_function():
   """Evaluation and scoring embed at the run's setting too."""
-  from featex_jax import evaluate
   config = tiny_config()
   network = model_lib.create_model(config.model)
   variables = jax.eval_shape(lambda: network.init(jax.random.key(0), np.zeros((1, CLIP), np.float32), train=False))
   batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), random_batch(0))
-  fn = evaluate.embedding_fn(network, config, train.data_mesh(jax.devices()[:1]))
+  fn = embedding.embedding_fn(network, config, sharding.data_mesh(jax.devices()[:1]))
   with jax.default_matmul_precision("tensorfloat32"):
     text = fn.lower(variables, batch["audio"], batch["lengths"], batch["offsets"]).as_text()
   assert precisions_in(text) == {"HIGHEST"}
@@ -200,8 +214,8 @@ def test_matmul_precision_reaches_the_embedding_function():
 def test_scales_move_and_frozen_centres_stay(one_and_eight_devices):
   config, one, _ = one_and_eight_devices
   states, history = one.states, one.history
-  fresh_centres = train.create_train_state(
-      config, model_lib.create_model(config.model), train.heads_for(config, N_CLASSES),
+  fresh_centres = state_lib.create_train_state(
+      config, model_lib.create_model(config.model), state_lib.heads_for(config, N_CLASSES),
       jax.random.key(config.seed)).params["centres"]
   np.testing.assert_array_equal(states[-1].params["centres"]["classification"], fresh_centres["classification"])
   assert not np.allclose(states[-1].params["centres"]["featex"], fresh_centres["featex"])
@@ -224,12 +238,12 @@ def test_loss_decreases_over_30_steps():
   """Learning works: repeating one small batch, the loss must fall clearly."""
   config = tiny_config("baseline")
   config.augment.mixup = False
-  heads = train.heads_for(config, N_CLASSES)
+  heads = state_lib.heads_for(config, N_CLASSES)
   network = model_lib.create_model(config.model)
-  mesh = train.data_mesh(jax.devices()[:1])
-  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(0)), mesh)
+  mesh = sharding.data_mesh(jax.devices()[:1])
+  state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(0)), mesh)
   step = train.parallel_train_step(train.make_train_step(config, network, heads, N_CLASSES), mesh)
-  batch = train.global_batch(random_batch(1), mesh)
+  batch = sharding.global_batch(random_batch(1), mesh)
   losses = []
   for i in range(30):
     state, metrics = step(state, batch, train.step_key(0, i))
@@ -252,7 +266,7 @@ def test_every_variant_has_finite_gradients_and_trains(variant):
 
 
 def test_head_class_counts_follow_the_augmentations():
-  counts = lambda variant: {h.name: h.n_classes for h in train.heads_for(tiny_config(variant), 5)}
+  counts = lambda variant: {h.name: h.n_classes for h in state_lib.heads_for(tiny_config(variant), 5)}
   assert counts("proposed") == {"classification": 5, "statex": 15, "featex": 45}
   assert counts("baseline") == {"classification": 5}
   assert counts("regular_featex") == {"classification": 5, "featex": 15}
@@ -260,4 +274,4 @@ def test_head_class_counts_follow_the_augmentations():
   config = tiny_config("baseline")
   config.loss.featex_weight = 1.0
   with pytest.raises(ValueError, match="augment.featex is off"):
-    train.heads_for(config, 5)
+    state_lib.heads_for(config, 5)

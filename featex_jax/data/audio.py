@@ -14,7 +14,8 @@ import numpy as np
 import soundfile
 import soxr
 
-from featex_jax.data.errors import DataError, SilentClipWarning, SkippedClipsWarning, listing
+from featex_jax.data.errors import DataError, SkippedClipsWarning
+from featex_jax.errors import listing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +75,9 @@ def load_audio(path, sample_rate=16000):
   """float32 mono samples at `sample_rate`: channels averaged (librosa.to_mono), other rates resampled.
 
   Computed in float64 and rounded once to float32, as the reference's soundfile read then cast.
-  DataError for an unreadable, truncated or empty file and for NaN/Inf samples; a warning
-  (SilentClipWarning) for a clip whose samples are all zero.
+  DataError for an unreadable, truncated or empty file, for NaN/Inf samples and for a silent
+  clip (every sample zero: what a failed copy into a preallocated file or a dead microphone
+  leaves, never a recording to learn from).
   """
   path = os.fspath(path)
   header = read_header(path)
@@ -90,10 +92,19 @@ def load_audio(path, sample_rate=16000):
     raise DataError(f"{path}: NaN or Inf samples ({bad} of {data.size})")
   wav = data.mean(axis=1)
   if not wav.any():
-    warnings.warn(f"{path}: every sample is zero (a silent clip)", SilentClipWarning, stacklevel=2)
+    raise DataError(f"{path}: silent clip, every sample is zero")
   if rate != sample_rate:
     wav = resample(wav, rate, sample_rate)
   return wav.astype(np.float32)
+
+
+def try_load_audio(path, sample_rate=16000):
+  """(samples, None) for a usable clip, (None, what is wrong with it) for a bad one, so that a
+  data set's problems are collected in one pass rather than stopping at the first."""
+  try:
+    return load_audio(path, sample_rate), None
+  except DataError as e:
+    return None, str(e)
 
 
 def resample(wav, rate, target_rate):
@@ -123,31 +134,38 @@ def fit_length(wav, length, offset):
   return np.tile(wav, -(-length // len(wav)))[offset:offset + length]
 
 
-def validate_clips(clips, skip_bad=False, decode=False, sample_rate=16000, workers=4):
-  """The clips whose files are usable, in order.
+def validate_clips(clips, skip_bad=False, sample_rate=16000, workers=4, progress=False):
+  """The usable clips, in order, after decoding every clip (with a progress bar in clips/s).
 
-  Reads every header (fast); with `decode=True` also decodes every clip, which finds NaN/Inf
-  samples too. A bad clip raises one DataError listing every bad file, or with `skip_bad`
-  is left out, with one SkippedClipsWarning listing every skipped file and the count.
+  A bad clip (unreadable, empty, truncated, NaN/Inf or silent) raises one DataError listing
+  every bad file, or with `skip_bad` is left out (see `usable_clips`).
+  """
+  import tqdm
+  clips = list(clips)
+  problems = {}
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool, tqdm.tqdm(
+      total=len(clips), desc="checking audio", unit="clip", disable=not progress) as bar:
+    for clip, (_, problem) in zip(clips, pool.map(lambda c: try_load_audio(c.path, sample_rate), clips)):
+      if problem:
+        problems[clip.path] = problem
+      bar.update()
+  return usable_clips(clips, problems, skip_bad)
+
+
+def usable_clips(clips, problems, skip_bad=False):
+  """`clips` less those whose path is in `problems` ({path: what is wrong}).
+
+  Any problem raises one DataError listing every one; with `skip_bad` the bad clips are left
+  out instead, with one SkippedClipsWarning listing them (an error still when none is left).
   """
   clips = list(clips)
-
-  def problem(clip):
-    try:
-      load_audio(clip.path, sample_rate) if decode else read_header(clip.path)
-    except DataError as e:
-      return str(e)
-    return None
-
-  with warnings.catch_warnings(), concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    if decode:
-      warnings.simplefilter("ignore", SilentClipWarning)   # silent clips are usable; decode only checks
-    problems = list(pool.map(problem, clips))
-  bad = [p for p in problems if p]
+  bad = [problems[c.path] for c in clips if c.path in problems]
   if not bad:
     return clips
+  kept = [c for c in clips if c.path not in problems]
   headline = f"{len(bad)} of {len(clips)} clips are unusable"
-  if not skip_bad:
-    raise DataError(listing(headline + " (set skip_bad to leave them out)", bad, limit=len(bad)))
+  if not skip_bad or not kept:
+    hint = " (config.data.skip_bad_clips=True skips them)" if kept else ""
+    raise DataError(listing(headline + hint, bad, limit=len(bad)))
   warnings.warn(listing(headline + "; skipped", bad, limit=len(bad)), SkippedClipsWarning, stacklevel=2)
-  return [c for c, p in zip(clips, problems) if not p]
+  return kept

@@ -11,7 +11,8 @@ saved with every run so that the rows of a checkpoint's heads map back to names.
 import dataclasses
 
 from featex_jax.data import names
-from featex_jax.data.errors import DataError, listing
+from featex_jax.data.errors import DataError
+from featex_jax.errors import ConfigError, listing
 
 TRAINING_SPLITS = ("train", "supplemental")
 CLASS_TABLES = ("reference", "training")
@@ -54,7 +55,7 @@ def table_clips(clips, class_table="reference"):
   given at evaluation does not change the table either.
   """
   if class_table not in CLASS_TABLES:
-    raise DataError(f"data.class_table must be one of {CLASS_TABLES}, got {class_table!r}")
+    raise ConfigError(f"data.class_table must be one of {CLASS_TABLES}, got {class_table!r}")
   labelled_tests = [c for c in clips if c.split == "test" and names.parse(c.file_name).label is not None]
   return training_clips(clips) + (labelled_tests if class_table == "reference" else [])
 

@@ -15,7 +15,8 @@ import re
 
 from featex_jax import files
 from featex_jax.data import names
-from featex_jax.data.errors import DataError, listing
+from featex_jax.data.errors import DataError
+from featex_jax.errors import listing
 
 DATA, DOMAIN, ATTRIBUTES = "ground_truth_data", "ground_truth_domain", "ground_truth_attributes"
 FOLDERS = (DATA, DOMAIN, ATTRIBUTES)
@@ -30,6 +31,7 @@ class Truth:
   label: str | None = None
   domain: str | None = None
   attributes: str | None = None
+  original_name: str | None = None  # the development-style name (ground_truth_attributes), with .wav
 
 
 def csv_name(machine, section):
@@ -58,7 +60,7 @@ def _read_table(path, folder):
         parsed = names.parse(original)
       except DataError as e:
         raise DataError(f"{path}:{line_number}: {e}") from None
-      table[file_name] = Truth(parsed.label, parsed.domain, parsed.attributes)
+      table[file_name] = Truth(parsed.label, parsed.domain, parsed.attributes, original)
     else:
       if value not in ("0", "1"):
         raise DataError(f"{path}:{line_number}: value must be 0 or 1, got {value!r} for {file_name}")
@@ -69,7 +71,7 @@ def _read_table(path, folder):
 
 def _merge(a, b, where):
   merged = {}
-  for field in ("label", "domain", "attributes"):
+  for field in ("label", "domain", "attributes", "original_name"):
     x, y = getattr(a, field), getattr(b, field)
     if x is not None and y is not None and x != y:
       raise DataError(f"{where}: the ground-truth tables disagree on the {field}: {x!r} and {y!r}")

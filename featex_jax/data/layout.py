@@ -11,7 +11,8 @@ import os
 
 from featex_jax.data import ground_truth as ground_truth_lib
 from featex_jax.data import names
-from featex_jax.data.errors import DataError, listing
+from featex_jax.data.errors import DataError
+from featex_jax.errors import listing
 
 # Split folder -> split. Training uses 'train' and 'supplemental'.
 SPLIT_FOLDERS = {"train": "train", "supplemental": "supplemental", "test": "test",
@@ -39,12 +40,13 @@ class Clip:
     return (self.machine, self.section)
 
 
-def _is_audio(file_name):
-  return os.path.splitext(file_name)[1].lower() in names.AUDIO_EXTENSIONS
+def is_audio(file_name):
+  """A .wav or .flac name, not hidden (macOS leaves '._x.wav' metadata files beside copied clips)."""
+  return os.path.splitext(file_name)[1].lower() in names.AUDIO_EXTENSIONS and not file_name.startswith(".")
 
 
 def _audio_files(folder):
-  return sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_audio(e.name) and not e.name.startswith("."))
+  return sorted(e.name for e in os.scandir(folder) if e.is_file() and is_audio(e.name))
 
 
 def _split_folders(folder):
@@ -116,10 +118,15 @@ def discover(roots, ground_truth=None):
     roots = [roots]
   if not roots:
     raise DataError("no data roots given")
-  clips = []
+  clips, problems = [], []
   for root in roots:
     for folder in find_machine_folders(root):
-      clips.extend(machine_clips(folder, root))
+      try:
+        clips.extend(machine_clips(folder, root))
+      except DataError as e:  # every machine folder's problems in one error
+        problems.append(str(e))
+  if problems:
+    raise DataError("\n".join(problems))
   _check_unique(clips)
   if ground_truth:
     clips = ground_truth_lib.apply(clips, ground_truth_lib.read(ground_truth))

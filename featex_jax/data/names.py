@@ -68,17 +68,3 @@ def parse(file_name):
   raise DataError(
       f"{file_name}: file name does not follow any DCASE Task 2 naming scheme (expected e.g. "
       "section_00_source_train_normal_0000_<attributes>.wav, section_00_0000.wav or normal_id_00_00000000.wav)")
-
-
-def attribute_pairs(attributes):
-  """'car_C2_spd_34V_mic_1' -> (('car', 'C2'), ('spd', '34V'), ('mic', '1')); () for no attributes.
-
-  Values may hold dots and dashes ('volt_1.5_wt_150', 'm-n_W'). None when the string is not
-  name/value pairs (an odd number of '_'-separated parts).
-  """
-  if attributes in ("", NO_ATTRIBUTE):
-    return ()
-  parts = attributes.split("_")
-  if len(parts) % 2:
-    return None
-  return tuple(zip(parts[0::2], parts[1::2]))

@@ -6,7 +6,7 @@ is 16-bit PCM at the target rate, so reading it back is bit-exact; float32 other
 by the file list, sizes and modification times and rebuilt when any of them changes. Batches
 are read from it with positioned reads (no memory map, so the resident set stays bounded
 whatever the dataset size) by a few threads ahead of the step, and cut to 18 s on the device
-(featex_jax.clips). The shuffle of every epoch and every clip's cut offset are functions of
+(featex_jax.tiling). The shuffle of every epoch and every clip's cut offset are functions of
 (seed, epoch, clip), so a resumed run reads exactly what the uninterrupted run would have.
 """
 import collections
@@ -21,9 +21,9 @@ import tempfile
 import zlib
 
 import numpy as np
-import soundfile
 
 from featex_jax.data import audio as audio_io
+from featex_jax.data.errors import DataError
 
 _INDEX = "index.json"
 _SAMPLES = "samples.bin"
@@ -31,12 +31,16 @@ _SAMPLES = "samples.bin"
 
 @dataclasses.dataclass(frozen=True)
 class AudioCache:
-  """Decoded clips in one flat file: clip i is samples[starts[i]:starts[i] + lengths[i]]."""
+  """Decoded clips in one flat file: clip i is samples[starts[i]:starts[i] + lengths[i]].
+
+  `paths` are the usable clips; `problems` ({path: what is wrong}) the ones left out.
+  """
   directory: pathlib.Path
   paths: tuple
   starts: np.ndarray
   lengths: np.ndarray
   dtype: np.dtype
+  problems: dict
 
   @property
   def max_length(self):
@@ -60,7 +64,7 @@ class AudioCache:
 
 def cache_key(paths, sample_rate):
   """Changes whenever a file is added, removed, replaced or touched."""
-  digest = hashlib.sha256(f"v1 {sample_rate}".encode())
+  digest = hashlib.sha256(f"v2 {sample_rate}".encode())
   for path in paths:
     stat = os.stat(path)
     digest.update(f"\n{os.path.abspath(path)} {stat.st_size} {stat.st_mtime_ns}".encode())
@@ -68,7 +72,11 @@ def cache_key(paths, sample_rate):
 
 
 def open_cache(paths, cache_root, sample_rate=16000, workers=4, progress=True):
-  """The cache for `paths` under `cache_root`, building it first when missing or stale."""
+  """The cache for `paths` under `cache_root`, building it first when missing or stale.
+
+  Bad clips (unreadable, empty, truncated, NaN/Inf, silent) are not stored but listed in its
+  `problems`, so the one decoding pass finds every problem of the data set at once.
+  """
   paths = tuple(os.fspath(p) for p in paths)
   directory = pathlib.Path(cache_root) / cache_key(paths, sample_rate)
   if not (directory / _INDEX).is_file():
@@ -76,39 +84,51 @@ def open_cache(paths, cache_root, sample_rate=16000, workers=4, progress=True):
   index = json.loads((directory / _INDEX).read_text())
   lengths = np.asarray(index["lengths"], np.int64)
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-  return AudioCache(directory, tuple(index["paths"]), starts, lengths, np.dtype(index["dtype"]))
+  return AudioCache(directory, tuple(index["paths"]), starts, lengths, np.dtype(index["dtype"]), index["problems"])
 
 
-def _is_exact_pcm16(path, sample_rate):
-  info = soundfile.info(path)
-  return info.subtype == "PCM_16" and info.samplerate == sample_rate and info.channels == 1
+def _is_exact_pcm16(header, sample_rate):
+  return header.subtype == "PCM_16" and header.sample_rate == sample_rate and header.channels == 1
 
 
 def _build(directory, paths, sample_rate, workers, progress):
-  """Decode every clip in order into a temporary folder, then rename it into place."""
+  """Decode every usable clip in order into a temporary folder, then rename it into place."""
   import tqdm
   directory.parent.mkdir(parents=True, exist_ok=True)
-  as_int16 = all(_is_exact_pcm16(p, sample_rate) for p in paths)
+  headers, problems = {}, {}
+  for path in paths:
+    try:
+      headers[path] = audio_io.read_header(path)
+    except DataError as e:
+      problems[path] = str(e)
+  as_int16 = all(_is_exact_pcm16(h, sample_rate) for h in headers.values())
   dtype = np.dtype(np.int16 if as_int16 else np.float32)
   tmp = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-  lengths = []
+  stored, lengths = [], []
   try:
-    load = lambda path: audio_io.load_audio(path, sample_rate=sample_rate)
     with open(tmp / _SAMPLES, "wb") as out, concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      bar = tqdm.tqdm(total=len(paths), desc="decoding audio", unit="clip", disable=not progress)
-      # map() keeps order; a bounded window of futures keeps memory bounded.
-      pending = collections.deque()
-      for path in paths:
-        pending.append(pool.submit(load, path))
-        if len(pending) > 4 * workers:
-          lengths.append(_append(out, pending.popleft().result(), dtype))
-          bar.update()
-      while pending:
-        lengths.append(_append(out, pending.popleft().result(), dtype))
+      bar = tqdm.tqdm(total=len(headers), desc="decoding audio", unit="clip", disable=not progress)
+
+      def store(path, future):
+        waveform, problem = future.result()
+        if problem:
+          problems[path] = problem
+        else:
+          stored.append(path)
+          lengths.append(_append(out, waveform, dtype))
         bar.update()
+      # In order; a bounded window of futures keeps memory bounded.
+      pending = collections.deque()
+      for path in headers:
+        pending.append((path, pool.submit(audio_io.try_load_audio, path, sample_rate)))
+        if len(pending) > 4 * workers:
+          store(*pending.popleft())
+      while pending:
+        store(*pending.popleft())
       bar.close()
-    (tmp / _INDEX).write_text(json.dumps({"paths": list(paths), "lengths": lengths, "dtype": dtype.name,
-                                          "sample_rate": sample_rate}))
+    (tmp / _INDEX).write_text(json.dumps({
+        "paths": stored, "lengths": lengths, "dtype": dtype.name, "sample_rate": sample_rate,
+        "problems": {path: problems[path] for path in paths if path in problems}}))
     try:
       os.replace(tmp, directory)
     except OSError:

@@ -20,15 +20,19 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans
 
+from featex_jax.data.errors import DataError
+from featex_jax.errors import listing
 
-def l2_normalise(x):
-  """Rows scaled to unit Euclidean norm; a zero or non-finite row is an error, not a NaN."""
+
+def unit_rows(x):
+  """Rows scaled to unit Euclidean norm (the reference's length_norm on the host); a zero or
+  non-finite row is an error, not a NaN (unlike adacos.l2_normalize's epsilon inside the network)."""
   x = np.asarray(x)
   norms = np.linalg.norm(x, axis=-1, keepdims=True)
   bad = ~np.isfinite(norms[..., 0]) | (norms[..., 0] == 0)
   if np.any(bad):
     rows = np.flatnonzero(bad)
-    raise ValueError(f"cannot L2-normalise rows {short_list(rows.tolist())}: zero or non-finite norm")
+    raise ValueError(listing("cannot L2-normalise rows with a zero or non-finite norm", rows.tolist()))
   return x / norms
 
 
@@ -46,12 +50,12 @@ def check_embeddings(embeddings, file_names):
   problems = []
   if np.any(non_finite):
     names = [str(file_names[i]) for i in np.flatnonzero(non_finite)]
-    problems.append(f"{len(names)} embedding(s) contain NaN or Inf: {short_list(names)}")
+    problems.append(listing(f"{len(names)} embedding(s) contain NaN or Inf", names))
   if np.any(zero):
     names = [str(file_names[i]) for i in np.flatnonzero(zero)]
-    problems.append(f"{len(names)} embedding(s) are all zeros: {short_list(names)}")
+    problems.append(listing(f"{len(names)} embedding(s) are all zeros", names))
   if problems:
-    raise ValueError("; ".join(problems))
+    raise DataError("; ".join(problems))
 
 
 def fit_section_centres(source_train_emb, target_train_emb, n_clusters=16, n_init=10, seed=0,
@@ -81,10 +85,10 @@ def fit_section_centres(source_train_emb, target_train_emb, n_clusters=16, n_ini
       k = len(source)
       warnings.warn(f"{name}: {len(source)} source-domain training clips, fewer than "
                     f"{n_clusters} k-means clusters; using {k} clusters", stacklevel=2)
-    kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(l2_normalise(source))
+    kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(unit_rows(source))
     parts.append(kmeans.cluster_centers_)
   if len(target):
-    parts.append(l2_normalise(target))
+    parts.append(unit_rows(target))
   return np.concatenate(parts, axis=0)
 
 
@@ -93,7 +97,7 @@ def anomaly_scores(embeddings, centres):
   embeddings = np.asarray(embeddings)
   if len(embeddings) == 0:
     return np.zeros((0,), dtype=np.result_type(embeddings.dtype, np.float32))
-  similarity = l2_normalise(embeddings) @ np.asarray(centres).T
+  similarity = unit_rows(embeddings) @ np.asarray(centres).T
   return 1.0 - np.max(similarity, axis=1)
 
 
@@ -129,10 +133,3 @@ def _as_matrix(x, what):
   if x.ndim != 2:
     raise ValueError(f"{what}: expected a (clips, dims) matrix, got shape {x.shape}")
   return x
-
-
-def short_list(items, limit=10):
-  """At most `limit` items of a list for an error message, and how many more there are."""
-  items = list(items)
-  more = len(items) - limit
-  return ", ".join(str(i) for i in items[:limit]) + (f" and {more} more" if more > 0 else "")

@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
-from featex_jax import metrics
+from featex_jax import dcase_metrics
 
 # A section built by hand (scores; a tie at 0.35 between a source normal and a source anomaly).
 SOURCE_NORMAL = [0.1, 0.2, 0.3, 0.35]
@@ -22,7 +22,7 @@ def _hand_section(threshold=0.45):
 
 
 def test_hand_computed_section():
-  m = metrics.section_metrics(*_hand_section())
+  m = dcase_metrics.section_metrics(*_hand_section())
   assert (m.n_normal_source, m.n_anomaly_source, m.n_normal_target, m.n_anomaly_target) == (4, 2, 2, 2)
   # Pairs (anomaly beats normal = 1, tie = 1/2) counted by hand.
   assert m.auc_source == pytest.approx(15.5 / 16)   # 4 source normals x all 4 anomalies
@@ -42,14 +42,14 @@ def test_hand_computed_section():
 
 
 def test_authors_per_domain_auc_differs_from_the_official_one():
-  m = metrics.section_metrics(*_hand_section())
+  m = dcase_metrics.section_metrics(*_hand_section())
   assert m.authors_auc_source != pytest.approx(m.auc_source)
   assert m.authors_auc_target != pytest.approx(m.auc_target)
 
 
 def test_no_positive_decisions_gives_zeros_through_the_evaluators_epsilon_not_nan():
   scores, is_anomaly, is_target, _ = _hand_section()
-  m = metrics.section_metrics(scores, is_anomaly, is_target, np.zeros(10, int))
+  m = dcase_metrics.section_metrics(scores, is_anomaly, is_target, np.zeros(10, int))
   assert (m.precision_source, m.recall_source, m.f1_source) == (0.0, 0.0, 0.0)
 
 
@@ -64,7 +64,7 @@ def test_random_sections_match_sklearn_on_the_official_subsets():
     # Small integer scores half the time: many ties.
     scores = rng.integers(0, 5, n).astype(float) if trial % 2 else rng.normal(size=n) + is_anomaly
     decisions = (rng.random(n) < 0.5).astype(int)
-    m = metrics.section_metrics(scores, is_anomaly, is_target, decisions)
+    m = dcase_metrics.section_metrics(scores, is_anomaly, is_target, decisions)
     for domain, in_domain in (("source", ~is_target), ("target", is_target)):
       keep = in_domain | is_anomaly
       assert getattr(m, f"auc_{domain}") == roc_auc_score(is_anomaly[keep], scores[keep])
@@ -79,13 +79,13 @@ def test_random_sections_match_sklearn_on_the_official_subsets():
 
 def test_pauc_uses_the_given_max_fpr():
   scores, is_anomaly, is_target, decisions = _hand_section()
-  m = metrics.section_metrics(scores, is_anomaly, is_target, decisions, max_fpr=0.3)
+  m = dcase_metrics.section_metrics(scores, is_anomaly, is_target, decisions, max_fpr=0.3)
   assert m.pauc == roc_auc_score(is_anomaly, scores, max_fpr=0.3)
 
 
 def test_unlabelled_section_has_no_metrics():
-  assert metrics.section_metrics(np.arange(5.0), None, None, np.zeros(5, int)) is None
-  summary = metrics.summarise({("fan", "00"): None})
+  assert dcase_metrics.section_metrics(np.arange(5.0), None, None, np.zeros(5, int)) is None
+  summary = dcase_metrics.summarise({("fan", "00"): None})
   assert summary["official_score"] is None and summary["not_computed"] == [["fan", "00"]]
 
 
@@ -101,16 +101,16 @@ def test_undefined_metrics_are_clear_errors(change, message):
   scores, is_anomaly, is_target, _ = _hand_section()
   scores, is_anomaly, is_target = change(scores, is_anomaly.astype(bool), is_target)
   with pytest.raises(ValueError, match=message):
-    metrics.section_metrics(scores, is_anomaly, is_target, name="fan section 00")
+    dcase_metrics.section_metrics(scores, is_anomaly, is_target, name="fan section 00")
 
 
 def test_labels_without_domains_are_an_error():
   with pytest.raises(ValueError, match="no domains"):
-    metrics.section_metrics([0.1, 0.2], [0, 1], None)
+    dcase_metrics.section_metrics([0.1, 0.2], [0, 1], None)
 
 
 def _section(auc_source, auc_target, pauc, precision=(None, None), recall=(None, None), f1=(None, None)):
-  return metrics.SectionMetrics(
+  return dcase_metrics.SectionMetrics(
       n_normal_source=0, n_anomaly_source=0, n_normal_target=0, n_anomaly_target=0, auc=0.5,
       auc_source=auc_source, auc_target=auc_target, pauc=pauc,
       precision_source=precision[0], precision_target=precision[1],
@@ -131,7 +131,7 @@ BASELINE_MSE = {  # machine: (AUC source, AUC target, pAUC)
 
 def test_official_score_and_domain_means_reproduce_the_evaluators_published_output():
   sections = {(machine, "00"): _section(*v) for machine, v in BASELINE_MSE.items()}
-  summary = metrics.summarise(sections)
+  summary = dcase_metrics.summarise(sections)
   assert summary["official_score"] == pytest.approx(0.5925469043549957, rel=1e-12)
   assert summary["official_score_amean"] == pytest.approx(0.6114287349222227, rel=1e-12)
   means = summary["all"]
@@ -153,7 +153,7 @@ def test_machine_type_rows_reproduce_the_evaluators_published_output():
   shaker = _section(0.69428983714698, 0.5604118104118104, 0.5491654428600755,
                     precision=(0.578125, 0.4936708860759494),
                     recall=(0.6981132075471698, 0.8478260869565217), f1=(0.6324786324786325, 0.624))
-  summary = metrics.summarise({("ToyDrone", "00"): toydrone, ("shaker", "00"): shaker})
+  summary = dcase_metrics.summarise({("ToyDrone", "00"): toydrone, ("shaker", "00"): shaker})
   published = {  # harmonic mean / arithmetic mean rows: AUC, pAUC, precision, recall, F1
       "ToyDrone": ((0.6584250994255415, 0.5368421052631579, 0.6076569678407351, 0.6298412698412698,
                     0.6185502727981294),
@@ -165,11 +165,11 @@ def test_machine_type_rows_reproduce_the_evaluators_published_output():
   }
   for machine, (hmean_row, amean_row) in published.items():
     rows = summary["machines"][machine]
-    assert [rows["hmean"][f] for f in metrics.FIGURES] == pytest.approx(hmean_row, rel=1e-12)
-    assert [rows["amean"][f] for f in metrics.FIGURES] == pytest.approx(amean_row, rel=1e-12)
+    assert [rows["hmean"][f] for f in dcase_metrics.FIGURES] == pytest.approx(hmean_row, rel=1e-12)
+    assert [rows["amean"][f] for f in dcase_metrics.FIGURES] == pytest.approx(amean_row, rel=1e-12)
   rows = summary["machines"]["ToyDrone"]
   # "source harmonic mean" row: 0.7968, pAUC 0.5368..., then the source precision/recall/F1.
-  assert [rows["hmean_source"][f] for f in metrics.FIGURES] == pytest.approx(
+  assert [rows["hmean_source"][f] for f in dcase_metrics.FIGURES] == pytest.approx(
       (0.7968000000000001, 0.5368421052631579, 0.7560975609756098, 0.62, 0.6813186813186813))
 
 
@@ -178,14 +178,14 @@ def test_official_score_is_the_harmonic_mean_of_all_three_figures_of_every_secti
   values = rng.uniform(0.3, 1.0, size=(6, 3))
   sections = {(f"m{i % 3}", f"{i:02d}"): _section(*v) for i, v in enumerate(values)}
   expected = values.size / np.sum(1 / values)
-  assert metrics.official_score(sections.values()) == pytest.approx(expected, rel=1e-12)
-  assert metrics.summarise(sections)["official_score"] == pytest.approx(expected, rel=1e-12)
+  assert dcase_metrics.official_score(sections.values()) == pytest.approx(expected, rel=1e-12)
+  assert dcase_metrics.summarise(sections)["official_score"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_a_zero_figure_is_floored_at_epsilon_as_the_evaluator_does():
   sections = [_section(0.0, 0.8, 0.6)]
   floored = [np.finfo(float).eps, 0.8, 0.6]
-  assert metrics.official_score(sections) == pytest.approx(scipy.stats.hmean(floored), rel=1e-12)
+  assert dcase_metrics.official_score(sections) == pytest.approx(scipy.stats.hmean(floored), rel=1e-12)
 
 
 def test_authors_means_are_plain_harmonic_means_of_their_per_domain_figures():
@@ -196,8 +196,8 @@ def test_authors_means_are_plain_harmonic_means_of_their_per_domain_figures():
     is_anomaly = np.arange(n) % 2 == 1
     is_target = np.arange(n) % 4 >= 2
     scores = rng.normal(size=n) + 0.8 * is_anomaly
-    results[("fan" if i < 2 else "pump", f"{i:02d}")] = metrics.section_metrics(scores, is_anomaly, is_target)
-  authors = metrics.summarise(results)["authors"]
+    results[("fan" if i < 2 else "pump", f"{i:02d}")] = dcase_metrics.section_metrics(scores, is_anomaly, is_target)
+  authors = dcase_metrics.summarise(results)["authors"]
   fan = [results[("fan", "00")], results[("fan", "01")]]
   assert authors["machines"]["fan"]["authors_auc_target"] == pytest.approx(
       scipy.stats.hmean([m.authors_auc_target for m in fan]))
@@ -209,10 +209,10 @@ def test_jackknife_matches_the_definition_and_is_zero_for_perfect_separation():
   n = 30
   is_anomaly = np.arange(n) % 3 == 0
   scores = rng.normal(size=n) + is_anomaly
-  estimate, ci95 = metrics.jackknife_ci95(is_anomaly, scores)
+  estimate, ci95 = dcase_metrics.jackknife_ci95(is_anomaly, scores)
   full = roc_auc_score(is_anomaly, scores)
   loo = np.array([roc_auc_score(np.delete(is_anomaly, i), np.delete(scores, i)) for i in range(n)])
   assert estimate == pytest.approx(np.mean(n * full - (n - 1) * loo))
   half_width = scipy.stats.t.ppf(0.975, n - 1) * np.sqrt(np.sum((loo - loo.mean()) ** 2) / (n * (n - 1)))
   assert ci95 == pytest.approx(half_width)
-  assert metrics.official_score_ci95(is_anomaly, is_anomaly + 0.0) == 0.0
+  assert dcase_metrics.official_score_ci95(is_anomaly, is_anomaly + 0.0) == 0.0
