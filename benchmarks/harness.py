@@ -217,7 +217,8 @@ def append_record(path, record):
 
 
 def stored_batch(batch, stored_samples, clip_samples, n_classes, seed=0):
-  """A host batch as featex_jax.input_pipeline delivers it: int16 clips, lengths, cut offsets, labels, mask (all real)."""
+  """A host batch as featex_jax.input_pipeline delivers it: int16 clips, lengths, cut offsets, labels,
+  mask (all real clips)."""
   import numpy as np
   rng = np.random.default_rng(seed)
   tiled = -(-clip_samples // stored_samples) * stored_samples  # offsets range as the reference's cut

@@ -289,7 +289,8 @@ def main(argv=None):
   parser.add_argument("out", help="run folder to write (config.json, checkpoints/)")
   parser.add_argument("--clip-samples", type=int, default=288000,
                       help="clip length the reference was trained on (sets the first spectrum Dense)")
-  parser.add_argument("--data_dir", action="append", help="data root(s) whose class table (the reference's) names the heads")
+  parser.add_argument("--data_dir", action="append",
+                      help="data root(s) whose class table (the reference's) names the heads")
   args = parser.parse_args(argv)
   converted = convert(args.weights, clip_samples=args.clip_samples)
   converted["clip_samples"] = args.clip_samples

@@ -128,8 +128,8 @@ def test_processes_read_equal_shares_of_every_global_batch(n_processes):
   """Each process reads batch / processes rows of every step, the partial last batch too (where
   a process may get only padding); together they read the global batch."""
   whole = list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2))
-  shares = [list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p, process_count=n_processes))
-            for p in range(n_processes)]
+  shares = [list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p,
+                                                    process_count=n_processes)) for p in range(n_processes)]
   assert len(whole) == 13 and all(len(share) == 13 for share in shares)
   for step, batch in enumerate(whole):
     assert all(len(share[step]) == 8 // n_processes for share in shares)
@@ -144,7 +144,8 @@ def test_padding_rows_are_read_as_masked_silence(tmp_path):
   cache = input_pipeline.open_cache(paths, tmp_path / "cache", progress=False)
   reader = input_pipeline.BatchReader(cache, [4, 5, 6])
   try:
-    batch, = reader.batches([np.array([2, input_pipeline.PADDING, 0, input_pipeline.PADDING])], [np.array([7, 99, 3, 99])])
+    padding = input_pipeline.PADDING
+    batch, = reader.batches([np.array([2, padding, 0, padding])], [np.array([7, 99, 3, 99])])
   finally:
     reader.close()
   np.testing.assert_array_equal(batch["mask"], [True, False, True, False])
