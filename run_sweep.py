@@ -49,15 +49,17 @@ def main(argv):
   except ValueError as error:
     raise SystemExit(f"run_sweep.py: {error}") from None
   launch.start(FLAGS)
-  from featex_jax import sweep  # imports JAX: after launch.start
+  from featex_jax import checkpoint  # imports JAX: after launch.start
+  from featex_jax import sweep
+  from featex_jax.data import errors
   workdir = pathlib.Path(FLAGS.workdir or f"runs/sweep-{FLAGS.dataset}")
   overrides = config_flags.get_override_values(FLAGS["config"])
+  name = f"table{FLAGS.table}" if FLAGS.table else "table"
   try:
     runs = sweep.plan(FLAGS.dataset, variants, FLAGS.seeds, workdir, overrides)
-  except sweep.SweepError as error:
+    sweep.run(runs, FLAGS.data_dir, FLAGS.ground_truth, name, progress=FLAGS.progress)
+  except (sweep.SweepError, checkpoint.CheckpointMismatchError, errors.DataError) as error:
     raise SystemExit(f"run_sweep.py: {error}") from None
-  name = f"table{FLAGS.table}" if FLAGS.table else "table"
-  sweep.run(runs, FLAGS.data_dir, FLAGS.ground_truth, name, progress=FLAGS.progress)
 
 
 def config_argument(argv):

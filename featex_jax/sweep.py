@@ -100,15 +100,15 @@ def _is_evaluated(run, record, data, ground_truth):
 
 
 def _train(run, record, data, data_dirs, progress):
-  """Train (or resume) one run; the record accumulates the time and clips of this invocation."""
+  """Train (or resume) one run; a resumed run's record adds this invocation's time and clips to
+  the earlier ones (train.train refuses a checkpoint of another config or data)."""
   start = checkpoint.latest_step(run.workdir) or 0
   started = time.perf_counter()
   state = train_lib.train(run.config, run.workdir, data_dirs=data_dirs, progress=progress)
   seconds = time.perf_counter() - started
   steps = int(state.step) - start
-  kept = record if record is not None and record["data"] == data and _same_config(
-      record["config"], run.config, ("eval.", "train.epochs")) else {}
-  train_cost = kept.get("train", {"seconds": 0.0, "steps": 0, "clips": 0})
+  earlier = record.get("train") if record is not None and start > 0 else None
+  train_cost = earlier or {"seconds": 0.0, "steps": 0, "clips": 0}
   return {"config": configuration.to_dict(run.config), "data": data, "trained_step": int(state.step),
           "train": {"seconds": train_cost["seconds"] + seconds, "steps": train_cost["steps"] + steps,
                     "clips": train_cost["clips"] + steps * run.config.train.batch_size}}
@@ -134,10 +134,11 @@ def run(runs, data_dirs=None, ground_truth=None, table_name="table", progress=Tr
   single_process = jax.process_count() == 1
   is_main = jax.process_index() == 0
   log = log if is_main else (lambda _: None)
+  truth_key = ground_truth and str(pathlib.Path(ground_truth).absolute())
   for i, r in enumerate(runs, start=1):
     record = _read_record(r.workdir)
-    data_key = data or list(r.config.data.roots)
-    if _is_evaluated(r, record, data_key, ground_truth):
+    data_key = [str(pathlib.Path(d).absolute()) for d in data or r.config.data.roots]
+    if _is_evaluated(r, record, data_key, truth_key):
       log(f"[{i}/{len(runs)}] {r.name}: trained and evaluated, skipped")
       continue
     if not _is_trained(r, record, data_key):
@@ -148,7 +149,7 @@ def run(runs, data_dirs=None, ground_truth=None, table_name="table", progress=Tr
     if single_process:
       log(f"[{i}/{len(runs)}] {r.name}: evaluating")
       steps, seconds = _evaluate(r.workdir, data, ground_truth, progress)
-      record.update(config=configuration.to_dict(r.config), evaluated_step=steps[0], ground_truth=ground_truth,
+      record.update(config=configuration.to_dict(r.config), evaluated_step=steps[0], ground_truth=truth_key,
                     eval={"seconds": seconds})
       files.write_json(r.workdir / RECORD, record)
   if not single_process:
@@ -164,9 +165,10 @@ def _evaluate_ensembles(runs, data, ground_truth, progress, log):
   for variant in dict.fromkeys(r.variant for r in runs):
     members = [r for r in runs if r.variant == variant]
     folder = members[0].workdir.parent
-    done = {"members": [str(r.workdir) for r in members], "steps": [_read_record(r.workdir)["trained_step"]
-                                                                    for r in members],
-            "ground_truth": ground_truth, "data": data}
+    member_records = [_read_record(r.workdir) for r in members]
+    done = {"members": [str(r.workdir.absolute()) for r in members],
+            "steps": [record["trained_step"] for record in member_records],
+            "data": member_records[0]["data"], "ground_truth": member_records[0]["ground_truth"]}
     record = _read_record(folder)
     if (record is not None and {k: record.get(k) for k in done} == done
         and _same_config(record["config"], members[0].config) and (folder / "eval" / "results.json").is_file()):

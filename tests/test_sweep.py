@@ -235,7 +235,8 @@ def test_table_cells_markdown_and_csv():
   assert table["rows"][0]["cells"]["proposed"]["auc"]["ensemble"] is None
   assert table["official"][0]["cells"]["proposed"]["mean"] == 0.6
   markdown = paper_tables.format_markdown(table)
-  assert "| dcase2023 | dev | source | 70.00 ± 10.00 | 35.00 ± 5.00 | 75.00 | 37.50 | 70.00 ± 0.00 (1 run) |" in markdown
+  assert ("| dcase2023 | dev | source | 70.00 ± 10.00 | 35.00 ± 5.00 | 75.00 | 37.50 | 70.00 ± 0.00 (1 run) |"
+          in markdown)
   assert "| proposed | 60.00 ± 0.00 (1 run) | n/a |" in markdown
   lines = list(csv.DictReader(paper_tables.csv_text(table).splitlines()))
   assert len(lines) == 3 * 2 * 2 + 2
