@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from configs import variants as variants_lib
 from featex_jax import configuration
+from featex_jax import errors
 from featex_jax import launch
 
 FLAGS = flags.FLAGS
@@ -32,8 +33,9 @@ flags.DEFINE_enum("table", None, ["1", "2"], "The paper's Table 1 (SSL approache
                   "replaces --variants.")
 flags.DEFINE_integer("seeds", 5, "Runs per variant (seeds seed..seed+K-1), each evaluated alone; the paper uses 5.")
 flags.DEFINE_string("workdir", None, "Sweep folder; default runs/sweep-<dataset>.")
-flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders; default: config.data.roots.")
-flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders.")
+flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders (sets config.data.roots).")
+flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders "
+                    "(sets config.data.ground_truth).")
 launch.define_flags()
 config_flags.DEFINE_config_file("config", None, "Set from --dataset; --config.x=y overrides reach every run.",
                                 lock_config=True)
@@ -47,28 +49,22 @@ def main(argv):
   try:
     variants = variants_lib.select(FLAGS.variants, FLAGS.table and int(FLAGS.table), FLAGS["variants"].present)
   except ValueError as error:
-    raise SystemExit(f"run_sweep.py: {error}") from None
+    raise errors.ConfigError(str(error)) from None
   launch.start(FLAGS)
-  from featex_jax import checkpoint  # imports JAX: after launch.start
-  from featex_jax import sweep
-  from featex_jax.data import errors
+  from featex_jax import sweep  # imports JAX: after launch.start
   workdir = pathlib.Path(FLAGS.workdir or f"runs/sweep-{FLAGS.dataset}")
   overrides = config_flags.get_override_values(FLAGS["config"])
-  name = f"table{FLAGS.table}" if FLAGS.table else "table"
-  try:
-    runs = sweep.plan(FLAGS.dataset, variants, FLAGS.seeds, workdir, overrides)
-    sweep.run(runs, FLAGS.data_dir, FLAGS.ground_truth, name, progress=FLAGS.progress)
-  except (sweep.SweepError, checkpoint.CheckpointMismatchError, errors.DataError) as error:
-    raise SystemExit(f"run_sweep.py: {error}") from None
+  runs = sweep.plan(FLAGS.dataset, variants, FLAGS.seeds, workdir, overrides, FLAGS.data_dir, FLAGS.ground_truth)
+  sweep.run(runs, f"table{FLAGS.table}" if FLAGS.table else "table", progress=FLAGS.progress)
 
 
 def config_argument(argv):
   """argv with --config=configs/<dataset>.py; the sweep applies its variants to that file itself."""
   if any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
-    raise SystemExit("run_sweep.py: --config=<file> is not taken: choose the base config with --dataset "
-                     "(configs/<dataset>.py) and change fields with --config.x=y")
+    raise errors.ConfigError("run_sweep.py takes no --config=<file>: choose the base config with --dataset "
+                             "(configs/<dataset>.py) and change fields with --config.x=y")
   return configuration.default_config_argument(argv)
 
 
 if __name__ == "__main__":
-  app.run(main, argv=config_argument(sys.argv))
+  errors.run_command(lambda: app.run(main, argv=config_argument(sys.argv)))

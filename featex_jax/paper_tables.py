@@ -3,7 +3,7 @@ and the rows as Markdown, CSV, JSON and a bar plot.
 
 Layout of Tables 1 and 2 of arXiv:2312.09578: one row per (dataset, split, domain); per
 variant an AUC and a pAUC column, each the harmonic mean over the split's sections (one per
-machine type in DCASE2023) of the authors' per-domain figure (`metrics.authors_means`, the
+machine type in DCASE2023) of the authors' per-domain figure (`dcase_metrics.authors_means`, the
 "EVALUATION SET" block of their script): source/target = that domain's own normal and
 anomalous clips, mixed = all clips of the section; shown as the arithmetic mean +- standard
 deviation over independent trials. The std is numpy's default, ddof=0 (the population std),
@@ -16,14 +16,14 @@ import io
 import numpy as np
 
 from featex_jax import files
-from featex_jax import metrics
+from featex_jax import dcase_metrics
 from featex_jax.data import names
 
 SPLITS = ("dev", "eval")
 DOMAINS = ("source", "target", "mixed")
 FIGURES = ("auc", "pauc")
 FIGURE_NAMES = {"auc": "AUC", "pauc": "pAUC"}
-# (domain, figure) -> the key of metrics.authors_means
+# (domain, figure) -> the key of dcase_metrics.authors_means
 _AUTHORS_KEYS = {("source", "auc"): "authors_auc_source", ("source", "pauc"): "authors_pauc_source",
                  ("target", "auc"): "authors_auc_target", ("target", "pauc"): "authors_pauc_target",
                  ("mixed", "auc"): "auc", ("mixed", "pauc"): "pauc"}
@@ -31,7 +31,7 @@ STD = "population standard deviation (numpy ddof=0), as the authors' script (np.
 DEFINITIONS = {
     "auc/pauc": "harmonic mean over the split's sections (machine types) of the authors' per-domain "
                 "figure: source/target = the domain's own normal and anomalous clips, mixed = all clips; "
-                "plain scipy hmean, as their script (metrics.authors_means)",
+                "plain scipy hmean, as their script (dcase_metrics.authors_means)",
     "mean/std": "over the trials (seeds), each evaluated alone; std: " + STD,
     "ensemble": "the trials' anomaly scores averaged (run_eval.py with every trial), evaluated once",
     "official": "official DCASE score of the split: harmonic mean of every section's AUC(source), "
@@ -68,13 +68,13 @@ def run_figures(results, splits):
   for section in results["sections"]:
     if section["metrics"] is not None:
       split = splits[(section["machine"], section["section"])]
-      by_split.setdefault(split, []).append(metrics.SectionMetrics(**section["metrics"]))
+      by_split.setdefault(split, []).append(dcase_metrics.SectionMetrics(**section["metrics"]))
   figures = {}
   for split in [s for s in SPLITS if s in by_split]:
-    authors = metrics.authors_means(by_split[split])
+    authors = dcase_metrics.authors_means(by_split[split])
     figures[split] = {domain: {figure: authors[_AUTHORS_KEYS[(domain, figure)]] for figure in FIGURES}
                       for domain in DOMAINS}
-    figures[split]["official"] = metrics.official_score(by_split[split])
+    figures[split]["official"] = dcase_metrics.official_score(by_split[split])
   return figures
 
 
