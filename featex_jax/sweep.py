@@ -8,7 +8,7 @@ Layout under the sweep's work directory:
   .featex_cache/               the decoded audio, shared by every run
 This is the layout `run_train.py --ensemble K` writes, so `run_eval.py --workdir <variant>`
 evaluates the same ensemble. `sweep.json` beside each run and ensemble records what was done
-(config, data, checkpoint step, cost): a rerun skips what matches and resumes the rest (an
+(config with its data, checkpoint step, cost): a rerun skips what matches and resumes the rest (an
 interrupted training continues from its last checkpoint).
 """
 import dataclasses
