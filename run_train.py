@@ -10,7 +10,6 @@ Rerunning the same command in a work directory that holds a checkpoint resumes f
 Multi-host: run the same command on every host with --distributed (TPU pods, SLURM, Open MPI)
 or --coordinator_address/--num_processes/--process_id.
 """
-import os
 import pathlib
 import sys
 
@@ -21,6 +20,7 @@ from ml_collections import config_flags
 
 from featex_jax import configuration
 from featex_jax import errors
+from featex_jax import launch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "dcase2023", "Use configs/<dataset>.py (dcase2023, dcase2022, synthetic).")
@@ -29,13 +29,7 @@ flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folder
 flags.DEFINE_string("workdir", None, "Output folder; default runs/<dataset>[-<variant>].")
 flags.DEFINE_integer("ensemble", None, "Train K members (seeds seed..seed+K-1) into <workdir>/member_<k> "
                      "(sets config.train.ensemble_size).")
-flags.DEFINE_bool("progress", True, "Show progress bars.")
-flags.DEFINE_bool("distributed", False, "Multi-host: let JAX find the coordinator (TPU pod, SLURM, MPI).")
-flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
-flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
-flags.DEFINE_integer("cpu_devices", 4, "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
-                     "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.")
+launch.define_flags()
 config_flags.DEFINE_config_file("config", None, "Config file (set from --dataset/--variant when omitted).",
                                 lock_config=True)
 
@@ -45,9 +39,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
-  split_cpu(FLAGS.cpu_devices)
-  from featex_jax import multihost  # imports JAX: after split_cpu
-  multihost.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed)
+  launch.start(FLAGS)
   from featex_jax import checkpoint  # after jax.distributed.initialize
   from featex_jax import train
   config = configuration.apply_command_line(FLAGS.config, data_dirs=FLAGS.data_dir, ensemble=FLAGS.ensemble)
@@ -56,13 +48,6 @@ def main(argv):
   for member_dir, member_config in checkpoint.ensemble_members(config, workdir):
     logging.info("training %s", member_dir)
     train.train(member_config, member_dir, progress=FLAGS.progress)
-
-
-def split_cpu(n_devices):
-  """Ask XLA for n CPU devices (only the CPU platform reads this flag); must precede `import jax`."""
-  current = os.environ.get("XLA_FLAGS", "")
-  if n_devices > 1 and "xla_force_host_platform_device_count" not in current:
-    os.environ["XLA_FLAGS"] = f"{current} --xla_force_host_platform_device_count={n_devices}".strip()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""What every training command line shares: the device and multi-host flags, and starting JAX.
+
+Kept free of JAX imports: the CPU split must be in XLA_FLAGS before JAX is first imported.
+"""
+import os
+
+from absl import flags
+
+
+def define_flags():
+  """--progress, the multi-host flags and --cpu_devices, on absl's global FLAGS."""
+  flags.DEFINE_bool("progress", True, "Show progress bars.")
+  flags.DEFINE_bool("distributed", False, "Multi-host: let JAX find the coordinator (TPU pod, SLURM, MPI).")
+  flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
+  flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+  flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
+  flags.DEFINE_integer("cpu_devices", 4, "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
+                       "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.")
+
+
+def start(values):
+  """Split the CPU and join the multi-host job as the flags say; call before importing JAX elsewhere."""
+  split_cpu(values.cpu_devices)
+  from featex_jax import multihost  # imports JAX: after split_cpu
+  multihost.initialize(values.coordinator_address, values.num_processes, values.process_id, values.distributed)
+
+
+def split_cpu(n_devices):
+  """Ask XLA for n CPU devices (only the CPU platform reads this flag); must precede `import jax`."""
+  current = os.environ.get("XLA_FLAGS", "")
+  if n_devices > 1 and "xla_force_host_platform_device_count" not in current:
+    os.environ["XLA_FLAGS"] = f"{current} --xla_force_host_platform_device_count={n_devices}".strip()
