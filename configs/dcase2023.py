@@ -32,6 +32,10 @@ def get_config():
   config.model.bn_epsilon = 1e-3       # Keras defaults
   config.model.bn_momentum = 0.99
   config.model.dtype = "float32"       # "bfloat16": network in bf16, params and loss in f32
+  # Same function, speed only: "auto" runs the stem conv and the max-pools in the forms of
+  # featex_jax/cpu_ops.py on the CPU backend (faster there, BENCHMARKS.md) and XLA's own
+  # ops on GPU/TPU; "custom" / "xla" force one or the other everywhere.
+  config.model.cpu_kernels = "auto"
 
   config.augment = ml_collections.ConfigDict()
   config.augment.mixup = True

@@ -20,7 +20,7 @@ from featex_jax.data import errors
 # Fields that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep_checkpoints",
                      "train.log_every_steps", "data.prefetch_batches", "data.cache_dir", "data.roots",
-                     "data.skip_bad_clips", "eval.")
+                     "data.skip_bad_clips", "eval.", "model.cpu_kernels")
 
 
 class CheckpointMismatchError(ValueError):
