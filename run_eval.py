@@ -13,6 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from featex_jax import compilation_cache
+
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run folder(s); several (or one holding member_*) = an ensemble.",
                           required=True)
@@ -20,6 +22,7 @@ flags.DEFINE_multi_string("data_dir", None, "Data root(s); default: the runs' co
 flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders.")
 flags.DEFINE_string("out", None, "Output folder; default <first workdir>/eval.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_string("compilation_cache", None, compilation_cache.FLAG_HELP)
 
 
 def main(argv):
@@ -29,6 +32,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
   from featex_jax import evaluate
   from featex_jax import report
+  compilation_cache.enable(FLAGS.compilation_cache)
   evaluation, out = evaluate.evaluate(FLAGS.workdir, FLAGS.data_dir, FLAGS.ground_truth, FLAGS.out,
                                       progress=FLAGS.progress)
   print(report.format_table(evaluation))

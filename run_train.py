@@ -19,6 +19,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from featex_jax import compilation_cache  # imports no JAX: split_cpu must come first
 from featex_jax import configuration
 
 FLAGS = flags.FLAGS
@@ -34,6 +35,7 @@ flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
 flags.DEFINE_integer("cpu_devices", 4, "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
                      "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.")
+flags.DEFINE_string("compilation_cache", None, compilation_cache.FLAG_HELP)
 config_flags.DEFINE_config_file("config", None, "Config file (set from --dataset/--variant when omitted).",
                                 lock_config=True)
 
@@ -45,6 +47,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
   split_cpu(FLAGS.cpu_devices)
   from featex_jax import multihost  # imports JAX: after split_cpu
+  compilation_cache.enable(FLAGS.compilation_cache)
   multihost.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed)
   from featex_jax import train  # after jax.distributed.initialize
   config = FLAGS.config

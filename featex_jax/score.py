@@ -18,6 +18,7 @@ import sys
 import jax
 import numpy as np
 
+from featex_jax import compilation_cache
 from featex_jax import evaluate
 from featex_jax import files
 from featex_jax import pipeline
@@ -124,7 +125,9 @@ def main(argv=None):
   parser.add_argument("--section", help="section of every file (default: from its name)")
   parser.add_argument("--out", help="also write file,machine,section,score,decision as CSV")
   parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument("--compilation_cache", help=compilation_cache.FLAG_HELP)
   args = parser.parse_args(argv)
+  compilation_cache.enable(args.compilation_cache)
   try:
     items = recordings(args.paths, args.machine, args.section)
     scores, decisions = score_recordings(args.workdir, items, progress=not args.no_progress)
