@@ -89,63 +89,67 @@ def phase_split_conv(x, kernel, strides, padding, precision=None):
 
 def max_pool(inputs, window_shape, strides=None, padding="VALID"):
   """`flax.linen.max_pool` over [N, H, W, C] (-inf padding for 'SAME'), first-max gradient."""
-  strides = tuple(strides or (1,) * len(window_shape))
-  if not isinstance(padding, str):
-    padding = tuple(map(tuple, padding))
-  return _max_pool(inputs, tuple(window_shape), strides, padding)
-
-
-def _pool_geometry(shape, window, strides, padding):
-  """Per spatial axis: (pad before, pad after, output size), lax's 'SAME' convention."""
-  spatial = shape[1:-1]
+  window = tuple(window_shape)
+  strides = tuple(strides or (1,) * len(window))
+  spatial = inputs.shape[1:-1]
   pads = lax.padtype_to_pads(spatial, window, strides, padding) if isinstance(padding, str) else padding
-  return [(lo, hi, (size + lo + hi - k) // s + 1)
-          for size, (lo, hi), k, s in zip(spatial, pads, window, strides)]
-
-
-def _window_slices(xp, window, strides, outs):
-  """(offset, xp[:, offset + stride * i, ...]) for every window offset, row-major."""
-  for offset in itertools.product(*(range(k) for k in window)):
-    start = (0, *offset, 0)
-    limit = (xp.shape[0], *(o + s * (m - 1) + 1 for o, s, m in zip(offset, strides, outs)), xp.shape[-1])
-    yield offset, lax.slice(xp, start, limit, (1, *strides, 1))
-
-
-def _padded(x, geometry):
-  fill = jnp.array(-jnp.inf, x.dtype)
-  return lax.pad(x, fill, [(0, 0, 0), *((lo, hi, 0) for lo, hi, _ in geometry), (0, 0, 0)])
+  geometry = tuple((size, lo, hi, (size + lo + hi - k) // s + 1)
+                   for size, (lo, hi), k, s in zip(spatial, pads, window, strides))
+  return _max_pool(inputs, window, strides, geometry)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x, window, strides, padding):
-  geometry = _pool_geometry(x.shape, window, strides, padding)
-  slices = [s for _, s in _window_slices(_padded(x, geometry), window, strides, [o for *_, o in geometry])]
-  return functools.reduce(jnp.maximum, slices)
+def _max_pool(x, window, strides, geometry):
+  """`geometry`: per spatial axis (input size, pad before, pad after, output size).
+
+  The forward pass is XLA's reduce-window: its result is stored, whereas a maximum of
+  slices would be fused into the backward pass and recomputed there for every mask."""
+  pads = [(0, 0), *((lo, hi) for _, lo, hi, _ in geometry), (0, 0)]
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads)
 
 
-def _max_pool_forward(x, window, strides, padding):
-  y = _max_pool(x, window, strides, padding)
+def _window_slices(x, window, strides, geometry):
+  """The -inf padded x[:, offset + stride * i, ...] of every window offset, row-major."""
+  fill = jnp.array(-jnp.inf, x.dtype)
+  xp = lax.pad(x, fill, [(0, 0, 0), *((lo, hi, 0) for _, lo, hi, _ in geometry), (0, 0, 0)])
+  for offset in itertools.product(*(range(k) for k in window)):
+    limit = (xp.shape[0], *(o + s * (out - 1) + 1 for o, s, (*_, out) in zip(offset, strides, geometry)), xp.shape[-1])
+    yield lax.slice(xp, (0, *offset, 0), limit, (1, *strides, 1))
+
+
+def _max_pool_forward(x, window, strides, geometry):
+  y = _max_pool(x, window, strides, geometry)
   return y, (x, y)
 
 
-def _max_pool_backward(window, strides, padding, residuals, g):
-  """Each window's gradient to its first maximum: masks over the window's slices, each
-  scattered back by an interior-padded `lax.pad` (a strided placement, no scatter op)."""
+def _max_pool_backward(window, strides, geometry, residuals, g):
+  """Each window's gradient to its first maximum (row-major), found by comparing the window's
+  slices with the maximum. Built per stride phase of the (padded) input: window offset a along
+  an axis of stride s lands on phase a % s, shifted by a // s, so each phase is a sum of
+  shifted masked copies of g; the phases are then interleaved and the padding cropped. No
+  scatter, and no strided index arithmetic per element."""
   x, y = residuals
-  geometry = _pool_geometry(x.shape, window, strides, padding)
-  xp = _padded(x, geometry)
-  outs = [o for *_, o in geometry]
-  taken = jnp.zeros(y.shape, bool)
+  pieces = list(_window_slices(x, window, strides, geometry))
+  first = jnp.full(y.shape, len(pieces), jnp.int8 if len(pieces) < 128 else jnp.int32)  # none: NaN windows
+  for k in reversed(range(len(pieces))):
+    first = jnp.where(pieces[k] == y, jnp.array(k, first.dtype), first)
   zero = jnp.zeros((), g.dtype)
-  dxp = jnp.zeros(xp.shape, g.dtype)
-  for offset, piece in _window_slices(xp, window, strides, outs):
-    first = (piece == y) & ~taken
-    taken = taken | first
-    placement = [(o, size - o - s * (m - 1) - 1, s - 1)
-                 for o, size, s, m in zip(offset, xp.shape[1:-1], strides, outs)]
-    dxp = dxp + lax.pad(jnp.where(first, g, zero), zero, [(0, 0, 0), *placement, (0, 0, 0)])
-  crop = tuple(slice(lo, lo + size) for (lo, _, _), size in zip(geometry, x.shape[1:-1]))
-  return (dxp[(slice(None), *crop, slice(None))],)
+  outs = [out for *_, out in geometry]
+  lengths = [out + (k - 1) // s for out, k, s in zip(outs, window, strides)]  # per phase
+  offsets = {offset: k for k, offset in enumerate(itertools.product(*(range(w) for w in window)))}
+
+  def phase(p, q):
+    total = jnp.zeros((g.shape[0], *lengths, g.shape[-1]), g.dtype)
+    for (a, b), k in offsets.items():
+      if a % strides[0] == p and b % strides[1] == q:
+        shifts = [(d // s, length - out - d // s, 0) for d, s, length, out in zip((a, b), strides, lengths, outs)]
+        total = total + lax.pad(jnp.where(first == k, g, zero), zero, [(0, 0, 0), *shifts, (0, 0, 0)])
+    return total
+  (sh, sw), (lh, lw) = strides, lengths
+  rows = [jnp.stack([phase(p, q) for q in range(sw)], 3) for p in range(sh)]  # [N, lh, lw, sw, C] each
+  dxp = jnp.stack(rows, 2).reshape(g.shape[0], lh * sh, lw * sw, g.shape[-1])  # [N, lh, sh, lw, sw, C]
+  crop = [(-lo, lo + size - length * s, 0) for (size, lo, _, _), length, s in zip(geometry, lengths, strides)]
+  return (lax.pad(dxp, zero, [(0, 0, 0), *crop, (0, 0, 0)]),)
 
 
 _max_pool.defvjp(_max_pool_forward, _max_pool_backward)
