@@ -27,6 +27,7 @@ def measure(args, dtype, n_devices, batch):
   from featex_jax import model as model_lib
   from featex_jax import train
   config = harness.reference_config(dtype, args.clip_samples)
+  config.model.cpu_kernels = args.cpu_kernels
   mesh = train.data_mesh(jax.devices()[:n_devices])
   network = model_lib.create_model(config.model)
   heads = train.heads_for(config, 42)  # the heads do not enter the embedding

@@ -9,9 +9,11 @@ and a scatter). This module holds drop-in replacements that compute the same fun
 - `conv_general_dilated`: a strided convolution becomes a stride-1 convolution of the
   stride phases of its input (space-to-depth), which XLA runs, and differentiates, with
   its fast stride-1 kernels; anything else goes to `lax.conv_general_dilated` unchanged.
-- `max_pool`: the maximum of the window's strided slices, whose gradient goes to the
-  FIRST maximum of each window in row-major window order (XLA's select-and-scatter tie
-  rule), computed with masks instead of a scatter.
+- `max_pool`: XLA's forward reduce-window, with a gradient that goes to the FIRST maximum
+  of each window in row-major window order (XLA's select-and-scatter tie rule), computed
+  with masks instead of a scatter.
+- `compiler_options`: for the training step, XLA's own (Eigen) convolution kernels instead
+  of YNNPACK's, whose weight gradients ran about 2x slower.
 
 Pure functions, for any backend; model.py selects them with `model.cpu_kernels`, on the CPU
 only by default (nothing was measured elsewhere).
@@ -24,6 +26,10 @@ import jax.numpy as jnp
 from jax import lax
 
 SETTINGS = ("auto", "xla", "custom")
+# YNNPACK keeps the dots, elementwise ops and reductions, loses the single convolutions
+# (whose default also includes LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION in JAX 0.10.2).
+EIGEN_CONVOLUTIONS = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
+    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT"))}
 # Strided convolutions on at most this many input channels are phase-split: the 1-channel
 # stem gains (BENCHMARKS.md), while the 16-64 channel stride-2 3x3 convs ran 2-6x slower so.
 PHASE_SPLIT_MAX_CHANNELS = 4
@@ -35,6 +41,28 @@ def wanted(setting):
   if setting not in SETTINGS:
     raise ValueError(f"model.cpu_kernels={setting!r}: choose one of {', '.join(SETTINGS)}")
   return setting == "custom" or (setting == "auto" and jax.default_backend() == "cpu")
+
+
+def compiler_options(setting):
+  """XLA compile options for the training step under `model.cpu_kernels`: EIGEN_CONVOLUTIONS
+  where the custom ops are wanted on the CPU backend and this XLA knows the option, else none.
+
+  YNNPACK's convolution weight gradients ran 2x slower than Eigen's on the benchmark CPUs
+  (BENCHMARKS.md), its forward passes no faster, so only the training step takes them.
+  """
+  if not wanted(setting) or jax.default_backend() != "cpu":
+    return {}
+  return dict(EIGEN_CONVOLUTIONS) if _xla_accepts(tuple(EIGEN_CONVOLUTIONS.items())) else {}
+
+
+@functools.cache
+def _xla_accepts(options):
+  """Whether XLA compiles with these (experimental, version-dependent) options."""
+  try:
+    jax.jit(lambda x: x + 1).lower(jnp.zeros(())).compile(compiler_options=dict(options))
+  except jax.errors.JaxRuntimeError:
+    return False
+  return True
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

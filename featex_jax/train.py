@@ -29,6 +29,7 @@ from featex_jax import adacos
 from featex_jax import augment
 from featex_jax import checkpoint
 from featex_jax import clips
+from featex_jax import cpu_ops
 from featex_jax import datasets
 from featex_jax import features
 from featex_jax import files
@@ -176,11 +177,12 @@ def data_mesh(devices=None):
   return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
-def parallel_train_step(train_step, mesh):
-  """jit the global-batch step over the mesh: state replicated, batch split on axis 0."""
+def parallel_train_step(train_step, mesh, compiler_options=None):
+  """jit the global-batch step over the mesh: state replicated, batch split on axis 0.
+  `compiler_options`: XLA's, e.g. cpu_ops.compiler_options(config.model.cpu_kernels)."""
   replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   return jax.jit(train_step, in_shardings=(replicated, split, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=compiler_options)
 
 
 def replicate(tree, mesh):
@@ -234,7 +236,8 @@ def train(config, workdir, data_dirs=None, progress=True):
   heads = heads_for(config, table.n_classes)
   network = model_lib.create_model(config.model)
   state, checkpoints = restore_or_create(config, network, heads, workdir, mesh)
-  step_fn = parallel_train_step(make_train_step(config, network, heads, table.n_classes), mesh)
+  step_fn = parallel_train_step(make_train_step(config, network, heads, table.n_classes), mesh,
+                                cpu_ops.compiler_options(config.model.cpu_kernels))
   reader = pipeline.BatchReader(train_set.cache, labels, prefetch=config.data.prefetch_batches)
   metrics_log = MetricsLog(workdir / "metrics.jsonl", int(state.step), enabled=is_main)
 

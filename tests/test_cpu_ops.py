@@ -134,6 +134,19 @@ def test_setting_chooses_the_ops():
     cpu_ops.wanted("fast")
 
 
+def test_training_compiler_options_keep_convolutions_off_ynnpack_and_the_results():
+  assert cpu_ops.compiler_options("xla") == {}
+  options = cpu_ops.compiler_options("custom")
+  assert options == cpu_ops.EIGEN_CONVOLUTIONS  # the CPU backend, and this XLA knows the option
+  rng = np.random.default_rng(4)
+  x, g = (rng.normal(size=(2, 9, 8, 32)).astype(np.float32) for _ in range(2))
+  kernel = rng.normal(size=(3, 3, 32, 32)).astype(np.float32)
+  weight_grad = lambda x, k, g: jax.vjp(lambda k: plain_conv(x, k, (1, 1), "SAME"), k)[1](g)[0]
+  compiled = jax.jit(weight_grad, compiler_options=options).lower(x, kernel, g).compile()
+  assert "__ynn_fusion" not in compiled.as_text()
+  assert_close(compiled(x, kernel, g), jax.jit(weight_grad)(x, kernel, g))
+
+
 def test_whole_model_loss_gradient_is_the_same_with_either_ops():
   """Training mode (batch statistics), gradients of a loss of both embeddings w.r.t. every
   parameter and the input spectrogram; compared with the plain ops run in float64 (the

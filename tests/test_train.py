@@ -89,7 +89,9 @@ def test_one_step_on_eight_devices_equals_one_step_on_one_device(one_and_eight_d
   _, (states1, history1), (states8, history8) = one_and_eight_devices
   assert_metrics_close(history1[:1], history8[:1], 1e-5)
   assert_trees_close(states8[0].scales, states1[0].scales, 1e-5, 1e-3)
-  assert_trees_close(states8[0].batch_stats, states1[0].batch_stats, 1e-5, 1e-3)
+  # A BatchNorm mean near zero (stage_32 block_1) is a sum that cancels: measured 9.8e-6 of
+  # its largest value with XLA's ops, 1.03e-5 with featex_jax.cpu_ops (the default on CPU).
+  assert_trees_close(states8[0].batch_stats, states1[0].batch_stats, 2e-5, 1e-3)
   # Gradient entries are float32 sums over 8 clips in another order: measured 5e-5 of a
   # leaf's largest value at worst (a BatchNorm bias, one Adam step from zero).
   assert_trees_close(states8[0].params, states1[0].params, 1e-4, 1e-3)
