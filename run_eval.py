@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 
 from featex_jax import errors
+from featex_jax import compilation_cache
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run folder(s); several (or one holding member_*) = an ensemble.",
@@ -23,6 +24,7 @@ flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's 
                     "(sets config.data.ground_truth).")
 flags.DEFINE_string("out", None, "Output folder; default <first workdir>/eval.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_string("compilation_cache", None, compilation_cache.FLAG_HELP)
 
 
 def main(argv):
@@ -32,6 +34,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO; --verbosity=0 shows it
   from featex_jax import evaluate
   from featex_jax import results
+  compilation_cache.enable(FLAGS.compilation_cache)
   evaluation, out = evaluate.evaluate_runs(FLAGS.workdir, FLAGS.data_dir, FLAGS.ground_truth, FLAGS.out,
                                            progress=FLAGS.progress)
   print(results.format_table(evaluation))

@@ -28,6 +28,7 @@ def measure(args, dtype, n_devices, batch):
   from featex_jax import sharding
   from featex_jax import state as state_lib
   config = harness.reference_config(dtype, args.clip_samples)
+  config.model.cpu_kernels = args.cpu_kernels
   mesh = sharding.data_mesh(jax.devices()[:n_devices])
   network = model_lib.create_model(config.model)
   heads = state_lib.heads_for(config, 42)  # the heads do not enter the embedding

@@ -43,6 +43,8 @@ def add_sweep_options(p, unit):
                  help="device counts to run on (the first N devices); default: all")
   p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                  help="network computation dtype (config.model.dtype)")
+  p.add_argument("--cpu-kernels", default="auto", choices=["auto", "xla", "custom"],
+                 help="config.model.cpu_kernels: featex_jax.cpu_ops (custom; auto = on the CPU) or XLA's own ops")
   p.add_argument("--clip-samples", type=int, default=288000, help="model clip length (reference: 288,000 = 18 s)")
   p.add_argument("--stored-seconds", type=float, default=10.0,
                  help="length of the stored clips the device tiles and cuts (DCASE2023: 10 s)")

@@ -23,16 +23,19 @@ def parse_args(argv):
 
 def measure(args, dtype, n_devices, batch):
   import jax
+  from featex_jax import cpu_ops
   from featex_jax import model as model_lib
   from featex_jax import sharding
   from featex_jax import state as state_lib
   from featex_jax import train
   config = harness.reference_config(dtype, args.clip_samples)
+  config.model.cpu_kernels = args.cpu_kernels
   mesh = sharding.data_mesh(jax.devices()[:n_devices])
   heads = state_lib.heads_for(config, args.classes)
   network = model_lib.create_model(config.model)
   state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(0)), mesh)
-  step_fn = train.parallel_train_step(train.make_train_step(config, network, heads, args.classes), mesh)
+  step_fn = train.parallel_train_step(train.make_train_step(config, network, heads, args.classes), mesh,
+                                      cpu_ops.compiler_options(config.model.cpu_kernels))
   host = harness.stored_batch(batch, int(args.stored_seconds * config.data.sample_rate), config.data.clip_samples,
                               args.classes)
   device_batch = sharding.global_batch(host, mesh)

@@ -42,6 +42,10 @@ def get_config():
   # 3 bf16 passes on TPU. "bfloat16": 1 bf16 pass on TPU (GPU: TF32 on Ampere+). "default": the
   # backend's choice (TPU: 1 bf16 pass; GPU: TF32 on Ampere+). CPUs compute float32 in every mode.
   config.model.matmul_precision = "float32"
+  # Same function, speed only: "auto" runs the stem conv and the max-pools in the forms of
+  # featex_jax/cpu_ops.py on the CPU backend (faster there, BENCHMARKS.md) and XLA's own
+  # ops on GPU/TPU; "custom" / "xla" force one or the other everywhere.
+  config.model.cpu_kernels = "auto"
 
   config.augment = ml_collections.ConfigDict()
   config.augment.mixup = True

@@ -23,7 +23,7 @@ from featex_jax.errors import FeatexError
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep_checkpoints",
                      "train.log_every_steps", "data.prefetch_batches", "data.cache_dir", "data.roots",
                      "data.skip_bad_clips", "data.generate_synthetic", "data.ground_truth",
-                     "train.ensemble_size", "eval.")
+                     "train.ensemble_size", "eval.", "model.cpu_kernels")
 
 
 # Settings added after runs were first saved, and the value a run saved without them was

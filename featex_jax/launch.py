@@ -6,9 +6,11 @@ import os
 
 from absl import flags
 
+from featex_jax import compilation_cache  # imports no JAX
+
 
 def define_flags():
-  """--progress, the multi-host flags and --cpu_devices, on absl's global FLAGS."""
+  """--progress, the multi-host flags, --cpu_devices and --compilation_cache, on absl's global FLAGS."""
   flags.DEFINE_bool("progress", True, "Show progress bars.")
   flags.DEFINE_bool("distributed", False, "Multi-host: let JAX find the coordinator (TPU pod, SLURM, MPI).")
   flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
@@ -16,12 +18,15 @@ def define_flags():
   flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
   flags.DEFINE_integer("cpu_devices", 4, "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
                        "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.")
+  flags.DEFINE_string("compilation_cache", None, compilation_cache.FLAG_HELP)
 
 
 def start(values):
-  """Split the CPU and join the multi-host job as the flags say; call before importing JAX elsewhere."""
+  """Split the CPU, switch on the persistent compilation cache and join the multi-host job as the
+  flags say; call before importing JAX elsewhere."""
   split_cpu(values.cpu_devices)
-  from featex_jax import multihost  # imports JAX: after split_cpu
+  compilation_cache.enable(values.compilation_cache)  # imports JAX: after split_cpu
+  from featex_jax import multihost
   multihost.initialize(values.coordinator_address, values.num_processes, values.process_id, values.distributed)
 
 

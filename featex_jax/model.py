@@ -27,7 +27,8 @@ this module does too:
 `dtype` sets the computation dtype (bfloat16 as a setting); parameters, BatchNorm
 statistics, the features and the returned embeddings stay float32. `mask` [B] marks the real
 clips of a padded partial batch: BatchNorm's batch statistics (and so its running averages)
-are those of the real clips only, as if the padding were not there.
+are those of the real clips only, as if the padding were not there. `cpu_kernels` swaps in
+featex_jax.cpu_ops' convolution and max-pool, the same functions in forms XLA:CPU runs faster.
 """
 import functools
 from typing import Any, Callable, Optional
@@ -36,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from featex_jax import cpu_ops
 from featex_jax import features
 
 KERNEL_INIT = nn.initializers.glorot_uniform()  # Keras' default kernel initialiser
@@ -107,6 +109,7 @@ class ResidualBlock(nn.Module):
   strides: int = 1
   normalise_input: bool = True
   relu_before_norm: bool = False
+  pool: Callable[..., Any] = nn.max_pool
 
   @nn.compact
   def __call__(self, x):
@@ -120,7 +123,7 @@ class ResidualBlock(nn.Module):
     r = self.conv(self.features, (3, 3), name="conv_b")(r)
     r = SqueezeExcitation(self.dense, self.se_ratio, name="se")(r)
     if self.strides > 1:
-      pooled = nn.max_pool(x, (self.strides,) * 2, strides=(self.strides,) * 2, padding="SAME")
+      pooled = self.pool(x, (self.strides,) * 2, strides=(self.strides,) * 2, padding="SAME")
       x = self.conv(self.features, (1, 1), name="shortcut")(pooled)
     x = x + r
     self.sow("intermediates", "output", x)
@@ -136,11 +139,12 @@ class ResidualStage(nn.Module):
   norm: Callable[..., nn.Module]
   se_ratio: int = 16
   first: bool = False
+  pool: Callable[..., Any] = nn.max_pool
 
   @nn.compact
   def __call__(self, x):
     block = functools.partial(
-        ResidualBlock, self.features, self.conv, self.dense, self.norm, self.se_ratio)
+        ResidualBlock, self.features, self.conv, self.dense, self.norm, self.se_ratio, pool=self.pool)
     x = block(strides=1 if self.first else 2, normalise_input=not self.first, name="block_1")(x)
     return block(relu_before_norm=self.first, name="block_2")(x)
 
@@ -153,6 +157,7 @@ class SpectrogramBranch(nn.Module):
   embedding_dim: int = 128
   se_ratio: int = 16
   temporal_mean_normalisation: bool = True
+  pool: Callable[..., Any] = nn.max_pool
 
   @nn.compact
   def __call__(self, spectrogram):
@@ -163,10 +168,10 @@ class SpectrogramBranch(nn.Module):
     self.sow("intermediates", "normalised", x)
     x = self.conv(STEM_CHANNELS, (7, 7), strides=(2, 2), name="stem_conv")(x[..., None])
     x = nn.relu(self.norm(name="stem_bn")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+    x = self.pool(x, (3, 3), strides=(2, 2), padding="VALID")
     for i, channels in enumerate(STAGE_CHANNELS):
       x = ResidualStage(channels, self.conv, self.dense, self.norm, self.se_ratio, first=i == 0,
-                        name=f"stage_{channels}")(x)
+                        pool=self.pool, name=f"stage_{channels}")(x)
     x = jnp.max(x, axis=1)  # over all remaining frames: [B, F', C]
     x = x.reshape(x.shape[0], -1)  # row-major (frequency, channel), as Keras' Flatten
     self.sow("intermediates", "flat", x)
@@ -189,6 +194,7 @@ class FeatExNet(nn.Module):
   hop_length: int = 512
   spectrum_bins: Optional[int] = None
   dtype: Any = jnp.float32
+  cpu_kernels: str = "auto"  # "auto" (cpu_ops on the CPU backend) | "xla" | "custom"
 
   def magnitude_spectrogram(self, waveforms):
     """The |STFT| this model feeds its spectrogram branch (what StatEx augments)."""
@@ -201,8 +207,10 @@ class FeatExNet(nn.Module):
     spectrum = features.spectrum(waveforms, self.spectrum_bins)
     self.sow("intermediates", "fft_magnitude", spectrum)
     self.sow("intermediates", "stft_magnitude", spectrogram)
+    custom = cpu_ops.wanted(self.cpu_kernels)
     conv = functools.partial(
-        nn.Conv, use_bias=False, padding="SAME", kernel_init=KERNEL_INIT, dtype=self.dtype)
+        nn.Conv, use_bias=False, padding="SAME", kernel_init=KERNEL_INIT, dtype=self.dtype,
+        conv_general_dilated=cpu_ops.conv_general_dilated if custom else None)
     dense = functools.partial(nn.Dense, use_bias=False, kernel_init=KERNEL_INIT, dtype=self.dtype)
     norm = functools.partial(
         RowMaskedBatchNorm, use_running_average=not train, momentum=self.bn_momentum,
@@ -210,7 +218,7 @@ class FeatExNet(nn.Module):
     e1 = SpectrumBranch(conv, dense, norm, self.embedding_dim, self.se_ratio, name="spectrum")(spectrum)
     e2 = SpectrogramBranch(
         conv, dense, norm, self.embedding_dim, self.se_ratio, self.temporal_mean_normalisation,
-        name="spectrogram")(spectrogram)
+        pool=cpu_ops.max_pool if custom else nn.max_pool, name="spectrogram")(spectrogram)
     return e1.astype(jnp.float32), e2.astype(jnp.float32)
 
 
@@ -231,7 +239,8 @@ def create_model(config):
       frame_length=config.frame_length,
       hop_length=config.hop_length,
       spectrum_bins=config.spectrum_bins,
-      dtype=jnp.dtype(config.dtype))
+      dtype=jnp.dtype(config.dtype),
+      cpu_kernels=config.get("cpu_kernels", "auto"))  # runs saved before the setting existed: auto
 
 
 def decayed_kernels_mask(params):

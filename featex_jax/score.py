@@ -17,6 +17,7 @@ import pathlib
 import numpy as np
 
 from featex_jax import embedding
+from featex_jax import compilation_cache
 from featex_jax import evaluate
 from featex_jax import files
 from featex_jax import input_pipeline
@@ -112,7 +113,9 @@ def main(argv=None):
   parser.add_argument("--section", type=int, help="section of every file (default: from its name)")
   parser.add_argument("--out", help="also write file,machine,section,score,decision as CSV")
   parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument("--compilation_cache", help=compilation_cache.FLAG_HELP)
   args = parser.parse_args(argv)
+  compilation_cache.enable(args.compilation_cache)
   items = recordings(args.paths, args.machine, args.section)
   scores, decisions = score_recordings(args.workdir, items, progress=not args.no_progress)
   rows = [(r.path, r.machine, r.section, f"{s:.6f}", "anomaly" if d else "normal")

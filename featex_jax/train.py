@@ -33,6 +33,7 @@ from featex_jax import augment
 from featex_jax import checkpoint
 from featex_jax import tiling
 from featex_jax import clip_sets
+from featex_jax import cpu_ops
 from featex_jax import files
 from featex_jax import model as model_lib
 from featex_jax import objective
@@ -102,11 +103,12 @@ def make_train_step(config, network, heads, n_classes):
   return precision.with_matmul_precision(train_step, config.model.matmul_precision)
 
 
-def parallel_train_step(train_step, mesh):
-  """jit the global-batch step over the mesh: state replicated, batch split on axis 0."""
+def parallel_train_step(train_step, mesh, compiler_options=None):
+  """jit the global-batch step over the mesh: state replicated, batch split on axis 0.
+  `compiler_options`: XLA's, e.g. cpu_ops.compiler_options(config.model.cpu_kernels)."""
   replicated, split = sharding.replicated(mesh), sharding.batch_split(mesh)
   return jax.jit(train_step, in_shardings=(replicated, split, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=compiler_options)
 
 
 def step_key(seed, step):
@@ -152,7 +154,8 @@ def train(config, workdir, progress=True):
                       "and train.drop_remainder=True drops it")
   network = model_lib.create_model(config.model)
   state, checkpoints = restore_or_create(config, network, heads, workdir, mesh)
-  step_fn = parallel_train_step(make_train_step(config, network, heads, table.n_classes), mesh)
+  step_fn = parallel_train_step(make_train_step(config, network, heads, table.n_classes), mesh,
+                                cpu_ops.compiler_options(config.model.cpu_kernels))
   reader = input_pipeline.BatchReader(train_set.cache, labels, prefetch=config.data.prefetch_batches)
   training_log = TrainingLog(workdir / "metrics.jsonl", int(state.step), enabled=is_main)
 
