@@ -76,7 +76,6 @@ class ClassTable:
     if list(self.groups) != sorted({k.group for k in self.classes}, key=_group_name):
       raise DataError("class table: groups must be the sorted (machine, section) pairs of its classes")
     object.__setattr__(self, "_class_index", {k: i for i, k in enumerate(self.classes)})
-    object.__setattr__(self, "_group_index", {g: i for i, g in enumerate(self.groups)})
 
   @classmethod
   def from_clips(cls, clips):
@@ -103,15 +102,6 @@ class ClassTable:
     if key not in self._class_index:
       raise DataError(f"{clip.path}: class {key.name!r} is not one of the {self.n_classes} training classes")
     return self._class_index[key]
-
-  def group_index(self, clip):
-    if clip.group not in self._group_index:
-      raise DataError(f"{clip.path}: machine {clip.machine} section {clip.section} has no training clips")
-    return self._group_index[clip.group]
-
-  def class_groups(self):
-    """Group index of every class, in class order."""
-    return [self._group_index[k.group] for k in self.classes]
 
   def to_dict(self):
     return {"format": _FORMAT, "classes": [dataclasses.asdict(k) for k in self.classes],
