@@ -95,7 +95,7 @@ def read_epochs(args, cache, labels, offsets, to_device, mesh):
       for local in reader.batches(index_batches, [offsets[i] for i in index_batches]):
         if to_device:
           jax.block_until_ready(sharding.global_batch(local, mesh))
-        clips += len(local["labels"])
+        clips += int(local["mask"].sum())  # real clips: padding rows are not read
         nbytes += int(local["lengths"].sum()) * cache.dtype.itemsize
   finally:
     reader.close()
