@@ -12,6 +12,7 @@ done and resumes an interrupted training from its checkpoint. Multi-host: the sa
 every host with --distributed or --coordinator_address/--num_processes/--process_id trains
 every run; the tables then come from the same command on one host (featex_jax/sweep.py).
 """
+
 import pathlib
 import sys
 
@@ -26,19 +27,23 @@ from featex_jax import errors
 from featex_jax import launch
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "dcase2023", "Apply the variants to configs/<dataset>.py (dcase2023, dcase2022, "
-                    "synthetic).")
+flags.DEFINE_string(
+  "dataset", "dcase2023", "Apply the variants to configs/<dataset>.py (dcase2023, dcase2022, synthetic)."
+)
 flags.DEFINE_string("variants", "all", "'all' or comma-separated names from configs/variants/.")
-flags.DEFINE_enum("table", None, ["1", "2"], "The paper's Table 1 (SSL approaches) or 2 (ablations) variants; "
-                  "replaces --variants.")
+flags.DEFINE_enum(
+  "table", None, ["1", "2"], "The paper's Table 1 (SSL approaches) or 2 (ablations) variants; replaces --variants."
+)
 flags.DEFINE_integer("seeds", 5, "Runs per variant (seeds seed..seed+K-1), each evaluated alone; the paper uses 5.")
 flags.DEFINE_string("workdir", None, "Sweep folder; default runs/sweep-<dataset>.")
 flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders (sets config.data.roots).")
-flags.DEFINE_string("ground_truth", None, "Folder with the official evaluator's ground_truth_* folders "
-                    "(sets config.data.ground_truth).")
+flags.DEFINE_string(
+  "ground_truth", None, "Folder with the official evaluator's ground_truth_* folders (sets config.data.ground_truth)."
+)
 launch.define_flags()
-config_flags.DEFINE_config_file("config", None, "Set from --dataset; --config.x=y overrides reach every run.",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+  "config", None, "Set from --dataset; --config.x=y overrides reach every run.", lock_config=True
+)
 
 
 def main(argv):
@@ -52,6 +57,7 @@ def main(argv):
     raise errors.ConfigError(str(error)) from None
   launch.start(FLAGS)
   from featex_jax import sweep  # imports JAX: after launch.start
+
   workdir = pathlib.Path(FLAGS.workdir or f"runs/sweep-{FLAGS.dataset}")
   overrides = config_flags.get_override_values(FLAGS["config"])
   runs = sweep.plan(FLAGS.dataset, variants, FLAGS.seeds, workdir, overrides, FLAGS.data_dir, FLAGS.ground_truth)
@@ -61,8 +67,10 @@ def main(argv):
 def config_argument(argv):
   """argv with --config=configs/<dataset>.py; the sweep applies its variants to that file itself."""
   if any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
-    raise errors.ConfigError("run_sweep.py takes no --config=<file>: choose the base config with --dataset "
-                             "(configs/<dataset>.py) and change fields with --config.x=y")
+    raise errors.ConfigError(
+      "run_sweep.py takes no --config=<file>: choose the base config with --dataset "
+      "(configs/<dataset>.py) and change fields with --config.x=y"
+    )
   return configuration.default_config_argument(argv)
 
 

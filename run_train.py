@@ -10,6 +10,7 @@ Rerunning the same command in a work directory that holds a checkpoint resumes f
 Multi-host: run the same command on every host with --distributed (TPU pods, SLURM, Open MPI)
 or --coordinator_address/--num_processes/--process_id.
 """
+
 import pathlib
 import sys
 
@@ -27,11 +28,15 @@ flags.DEFINE_string("dataset", "dcase2023", "Use configs/<dataset>.py (dcase2023
 flags.DEFINE_string("variant", None, "Apply configs/variants/<variant>.py (baseline, statex_only, ...).")
 flags.DEFINE_multi_string("data_dir", None, "Data root(s) holding machine folders (sets config.data.roots).")
 flags.DEFINE_string("workdir", None, "Output folder; default runs/<dataset>[-<variant>].")
-flags.DEFINE_integer("ensemble", None, "Train K members (seeds seed..seed+K-1) into <workdir>/member_<k> "
-                     "(sets config.train.ensemble_size).")
+flags.DEFINE_integer(
+  "ensemble",
+  None,
+  "Train K members (seeds seed..seed+K-1) into <workdir>/member_<k> (sets config.train.ensemble_size).",
+)
 launch.define_flags()
-config_flags.DEFINE_config_file("config", None, "Config file (set from --dataset/--variant when omitted).",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+  "config", None, "Config file (set from --dataset/--variant when omitted).", lock_config=True
+)
 
 
 def main(argv):
@@ -42,6 +47,7 @@ def main(argv):
   launch.start(FLAGS)
   from featex_jax import checkpoint  # after jax.distributed.initialize
   from featex_jax import train
+
   config = configuration.apply_command_line(FLAGS.config, data_dirs=FLAGS.data_dir, ensemble=FLAGS.ensemble)
   name = config.dataset + (f"-{FLAGS.variant}" if FLAGS.variant else "")
   workdir = pathlib.Path(FLAGS.workdir or f"runs/{name}")

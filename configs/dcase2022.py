@@ -1,4 +1,5 @@
 """DCASE2022 Task 2: six sections per machine type, 10 s clips; same method."""
+
 from configs import dcase2023
 
 

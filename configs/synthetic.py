@@ -8,6 +8,7 @@ Keras' 0.99, whose averages need several hundred steps to forget their initial v
 the ~70 steps here they would still be mostly mean 0 / variance 1, and inference-mode
 embeddings would score below chance).
 """
+
 from configs import dcase2023
 
 
@@ -17,9 +18,10 @@ def get_config():
   config.data.roots = (".cache/synthetic/dev_data",)
   config.data.ground_truth = ""
   config.data.generate_synthetic = True
-  config.synthetic = dict(machines=3, train_per_section=48, target_train_per_section=4,
-                          test_per_section=16, seconds=4.0, seed=0)
-  config.data.clip_samples = 64000      # = synthetic.seconds * 16 kHz
+  config.synthetic = dict(
+    machines=3, train_per_section=48, target_train_per_section=4, test_per_section=16, seconds=4.0, seed=0
+  )
+  config.data.clip_samples = 64000  # = synthetic.seconds * 16 kHz
   config.model.bn_momentum = 0.9
   config.train.batch_size = 16
   config.train.epochs = 8

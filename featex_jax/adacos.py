@@ -7,6 +7,7 @@ batch. Every reduction is over the whole batch, so under jit with the batch shar
 devices the scale is that of the global batch, as on one device. A `mask` [B] leaves the
 padding rows of a partial batch out of every reduction: the scale is that of the real rows.
 """
+
 import math
 
 import jax
@@ -109,8 +110,8 @@ def head(embeddings, centres, scale, labels, n_subclusters, train, mode="referen
   """
   if labels.shape[1] * n_subclusters != centres.shape[1]:
     raise ValueError(
-        f"labels [B, {labels.shape[1]}] do not match centres {centres.shape} "
-        f"with {n_subclusters} sub-clusters per class")
+      f"labels [B, {labels.shape[1]}] do not match centres {centres.shape} with {n_subclusters} sub-clusters per class"
+    )
   cos = cosines(embeddings, centres)
   if train:
     scale = updated_scale(cos, labels, scale, n_subclusters, mode, mask)

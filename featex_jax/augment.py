@@ -25,6 +25,7 @@ The reference's StatEx and FeatEx layers apply the exchange when u >= prob (thei
 probability of keeping the clip); here `prob` is always the probability of applying. Both use
 0.5, where the two readings coincide.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -73,9 +74,10 @@ def statex(key, spectrogram, labels, prob, mode="temporal", mask=None):
   else:
     frequency_wise = jax.random.uniform(axis_key, (batch,)) < 0.5
     exchanged = jnp.where(
-        frequency_wise[:, None, None],
-        exchange_statistics(spectrogram, axis=1, mask=mask),
-        exchange_statistics(spectrogram, axis=2, mask=mask))
+      frequency_wise[:, None, None],
+      exchange_statistics(spectrogram, axis=1, mask=mask),
+      exchange_statistics(spectrogram, axis=2, mask=mask),
+    )
   spectrogram = jnp.where(applied[:, None, None], exchanged, spectrogram)
   return spectrogram, exchange_labels(applied, labels, mask)
 
@@ -112,8 +114,8 @@ def partner_rows(mask):
   """Row of each row's partner: the real rows (mask True) in reverse order among themselves,
   so for real rows 0..n-1 row i pairs with n-1-i; a padding row pairs with itself."""
   rows = jnp.arange(mask.shape[0])
-  real_first = jnp.argsort(~mask, stable=True)   # the real rows' positions, in order, then the padding
-  rank = jnp.cumsum(mask) - 1                    # each real row's place among the real rows
+  real_first = jnp.argsort(~mask, stable=True)  # the real rows' positions, in order, then the padding
+  rank = jnp.cumsum(mask) - 1  # each real row's place among the real rows
   return jnp.where(mask, real_first[jnp.clip(jnp.sum(mask) - 1 - rank, 0)], rows)
 
 
@@ -142,5 +144,4 @@ def _per_sample(values, x):
 
 def _check_batch(x, labels):
   if labels.ndim != 2 or x.shape[0] != labels.shape[0]:
-    raise ValueError(
-        f"expected labels [batch, classes] with the batch of the data {x.shape}, got {labels.shape}")
+    raise ValueError(f"expected labels [batch, classes] with the batch of the data {x.shape}, got {labels.shape}")

@@ -7,6 +7,7 @@ config) and `classes.json` (the class table: which class index is which machine,
 attribute string and domain). Resuming or evaluating checks both against what the caller
 has and names every difference.
 """
+
 import json
 import pathlib
 
@@ -20,16 +21,26 @@ from featex_jax.data import errors
 from featex_jax.errors import FeatexError
 
 # Fields that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every_steps", "train.keep_checkpoints",
-                     "train.log_every_steps", "data.prefetch_batches", "data.cache_dir", "data.roots",
-                     "data.skip_bad_clips", "data.generate_synthetic", "data.ground_truth",
-                     "train.ensemble_size", "eval.", "model.cpu_kernels")
+RESUMABLE_CHANGES = (
+  "train.epochs",
+  "train.checkpoint_every_steps",
+  "train.keep_checkpoints",
+  "train.log_every_steps",
+  "data.prefetch_batches",
+  "data.cache_dir",
+  "data.roots",
+  "data.skip_bad_clips",
+  "data.generate_synthetic",
+  "data.ground_truth",
+  "train.ensemble_size",
+  "eval.",
+  "model.cpu_kernels",
+)
 
 
 # Settings added after runs were first saved, and the value a run saved without them was
 # trained with, so that older runs keep evaluating (and resume only when asked for that value).
-ADDED_SETTINGS = {"data.class_table": "training", "model.matmul_precision": "default",
-                  "train.drop_remainder": True}
+ADDED_SETTINGS = {"data.class_table": "training", "model.matmul_precision": "default", "train.drop_remainder": True}
 
 
 KERAS_FILE = "keras.json"  # a run converted from the reference's Keras weights: its N and unused weights
@@ -96,12 +107,17 @@ def check_metadata(workdir, config, classes, allowed=RESUMABLE_CHANGES):
   """Raise CheckpointMismatchError naming what differs between the run in `workdir` and ours."""
   workdir = pathlib.Path(workdir)
   saved_config = read_config(workdir)
-  changed = [name for name in configuration.differences(saved_config, configuration.to_dict(config))
-             if not name.startswith(allowed)]
+  changed = [
+    name
+    for name in configuration.differences(saved_config, configuration.to_dict(config))
+    if not name.startswith(allowed)
+  ]
   problems = []
   if changed:
-    details = "; ".join(f"{n}: checkpoint {_lookup(saved_config, n)!r} vs now {_lookup(configuration.to_dict(config), n)!r}"
-                        for n in changed)
+    details = "; ".join(
+      f"{n}: checkpoint {_lookup(saved_config, n)!r} vs now {_lookup(configuration.to_dict(config), n)!r}"
+      for n in changed
+    )
     problems.append(f"config differs from {workdir / 'config.json'} in {details}")
   try:
     saved_classes = read_classes(workdir)

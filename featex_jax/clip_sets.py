@@ -3,6 +3,7 @@
 Training, evaluation and scoring all start here, so they agree on which files exist, which
 class each training clip is, and where the decoded audio lives.
 """
+
 import dataclasses
 import os
 import pathlib
@@ -18,6 +19,7 @@ from featex_jax.data import layout
 @dataclasses.dataclass(frozen=True)
 class ClipSet:
   """Clips with their decoded audio cache (same order)."""
+
   clips: tuple
   cache: input_pipeline.AudioCache
 
@@ -31,6 +33,7 @@ def data_roots(config):
   roots = [str(r) for r in config.data.roots]
   if config.data.get("generate_synthetic", False):  # runs from before the field existed: False
     from featex_jax import synthetic  # the generator is needed only for this config
+
     for root in roots:
       if not pathlib.Path(root).is_dir():
         synthetic.generate(root, **config.synthetic)
@@ -59,11 +62,16 @@ def clip_set_each(clip_lists, config, workdir, progress=True):
   decoding pass, are one DataError listing those of every list, or are skipped with one
   warning listing them when config.data.skip_bad_clips is set.
   """
-  caches = [input_pipeline.open_cache([c.path for c in clips], cache_root(config, workdir),
-                                      sample_rate=config.data.sample_rate, progress=progress) for clips in clip_lists]
+  caches = [
+    input_pipeline.open_cache(
+      [c.path for c in clips], cache_root(config, workdir), sample_rate=config.data.sample_rate, progress=progress
+    )
+    for clips in clip_lists
+  ]
   problems = {path: problem for cache in caches for path, problem in cache.problems.items()}
-  usable = {c.path for c in audio.usable_clips([c for clips in clip_lists for c in clips], problems,
-                                               config.data.skip_bad_clips)}
+  usable = {
+    c.path for c in audio.usable_clips([c for clips in clip_lists for c in clips], problems, config.data.skip_bad_clips)
+  }
   return [ClipSet(tuple(c for c in clips if c.path in usable), cache) for clips, cache in zip(clip_lists, caches)]
 
 

@@ -11,13 +11,16 @@ limit, $JAX_COMPILATION_CACHE_MAX_SIZE, needs the `filelock` package); deleting 
 JAX is imported only by `enable`, so the command lines can define their flag before setting
 XLA's device flags.
 """
+
 import os
 import pathlib
 
 ENV_VAR = "FEATEX_COMPILATION_CACHE"
 OFF = ("off", "none", "0", "false", "no")
-FLAG_HELP = (f"Folder of JAX's persistent compilation cache, or 'off'; default ${ENV_VAR}, "
-             "else $JAX_COMPILATION_CACHE_DIR, else ~/.cache/featex_jax/jax.")
+FLAG_HELP = (
+  f"Folder of JAX's persistent compilation cache, or 'off'; default ${ENV_VAR}, "
+  "else $JAX_COMPILATION_CACHE_DIR, else ~/.cache/featex_jax/jax."
+)
 
 
 def folder(setting=None):
@@ -35,6 +38,7 @@ def folder(setting=None):
 def enable(setting=None):
   """Point JAX's persistent cache at `folder(setting)`; call before the first compile. Returns it."""
   import jax
+
   path = folder(setting)
   jax.config.update("jax_enable_compilation_cache", path is not None)
   if path is not None:

@@ -4,6 +4,7 @@ The configs are Python files under configs/ (ml_collections, as in the Flax exam
 absl's config_flags parses the file and the `--config.field=value` overrides and rejects
 unknown fields. `--dataset`/`--variant` are sugar that choose the config file.
 """
+
 import json
 import pathlib
 

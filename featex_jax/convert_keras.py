@@ -19,6 +19,7 @@ never by position: Keras names unnamed layers per class in construction order
 order in which `model_emb_cnn` builds the layers, whatever offset a process that built
 several models gave them. `emb_fft` and `emb_mel` are named explicitly.
 """
+
 import argparse
 import re
 
@@ -32,10 +33,10 @@ from featex_jax import model as model_lib
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK"
 BATCH_NORM_WEIGHTS = {  # Keras weight -> (Flax collection, Flax name)
-    "gamma": ("params", "scale"),
-    "beta": ("params", "bias"),
-    "moving_mean": ("batch_stats", "mean"),
-    "moving_variance": ("batch_stats", "var"),
+  "gamma": ("params", "scale"),
+  "beta": ("params", "bias"),
+  "moving_mean": ("batch_stats", "mean"),
+  "moving_variance": ("batch_stats", "var"),
 }
 HEAD_MULTIPLES = {"classification": 1, "statex": 3, "featex": 9}  # classes per head / N
 
@@ -47,12 +48,12 @@ class KerasWeightsError(errors.FeatexError, ValueError):
 def reference_construction_order():
   """Flax module paths per Keras layer class, in the order `model_emb_cnn` builds them."""
   order = {
-      "conv1d": [f"spectrum/conv_{i}" for i in range(len(model_lib.SPECTRUM_CONVS))],
-      "squeeze_and_excitation_block": [f"spectrum/se_{i}" for i in range(len(model_lib.SPECTRUM_CONVS))],
-      "dense": [f"spectrum/dense_{i}" for i in range(model_lib.SPECTRUM_DENSE_LAYERS)],
-      "batch_normalization": [f"spectrum/bn_{i}" for i in range(model_lib.SPECTRUM_DENSE_LAYERS)]
-                             + ["spectrogram/frequency_bn", "spectrogram/stem_bn"],
-      "conv2d": ["spectrogram/stem_conv"],
+    "conv1d": [f"spectrum/conv_{i}" for i in range(len(model_lib.SPECTRUM_CONVS))],
+    "squeeze_and_excitation_block": [f"spectrum/se_{i}" for i in range(len(model_lib.SPECTRUM_CONVS))],
+    "dense": [f"spectrum/dense_{i}" for i in range(model_lib.SPECTRUM_DENSE_LAYERS)],
+    "batch_normalization": [f"spectrum/bn_{i}" for i in range(model_lib.SPECTRUM_DENSE_LAYERS)]
+    + ["spectrogram/frequency_bn", "spectrogram/stem_bn"],
+    "conv2d": ["spectrogram/stem_conv"],
   }
   for i, channels in enumerate(model_lib.STAGE_CHANNELS):
     for block in (1, 2):
@@ -99,15 +100,15 @@ def _read_hdf5(path):
   try:
     import h5py
   except ImportError as e:
-    raise ImportError(
-        f"reading the Keras weights file {path} needs h5py: pip install 'featex-jax[keras]'") from e
+    raise ImportError(f"reading the Keras weights file {path} needs h5py: pip install 'featex-jax[keras]'") from e
   weights = {}
   with h5py.File(path, "r") as f:
     root = f["model_weights"] if "model_weights" in f else f  # model.save() vs save_weights()
     if "layer_names" not in root.attrs:
       raise KerasWeightsError(
-          f"{path}: not a Keras 2 HDF5 weights file (no 'layer_names'); save the model with "
-          "Keras 2's model.save_weights('weights.h5')")
+        f"{path}: not a Keras 2 HDF5 weights file (no 'layer_names'); save the model with "
+        "Keras 2's model.save_weights('weights.h5')"
+      )
     for layer in map(_text, root.attrs["layer_names"]):
       group = root[layer]
       for weight in map(_text, group.attrs["weight_names"]):
@@ -139,8 +140,7 @@ def convert(weights_path, model=None, clip_samples=288000):
   """
   model = model_lib.FeatExNet() if model is None else model
   weights = read_keras_weights(weights_path)
-  template = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, clip_samples)), train=False))
+  template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, clip_samples)), train=False))
   converted = {"params": {}, "batch_stats": {}}
   used = set()
 
@@ -148,12 +148,14 @@ def convert(weights_path, model=None, clip_samples=288000):
     expected = _lookup(template[collection], flax_path)
     if expected is None:
       raise KerasWeightsError(
-          f"{weights_path}: Keras weight {keras_key} maps to {collection}/{'/'.join(flax_path)}, "
-          "which this model does not have")
+        f"{weights_path}: Keras weight {keras_key} maps to {collection}/{'/'.join(flax_path)}, "
+        "which this model does not have"
+      )
     if tuple(array.shape) != tuple(expected.shape):
       raise KerasWeightsError(
-          f"{weights_path}: Keras weight {keras_key} has shape {tuple(array.shape)}, "
-          f"expected {tuple(expected.shape)} for {collection}/{'/'.join(flax_path)}")
+        f"{weights_path}: Keras weight {keras_key} has shape {tuple(array.shape)}, "
+        f"expected {tuple(expected.shape)} for {collection}/{'/'.join(flax_path)}"
+      )
     node = converted[collection]
     for name in flax_path[:-1]:
       node = node.setdefault(name, {})
@@ -162,7 +164,7 @@ def convert(weights_path, model=None, clip_samples=288000):
 
   def layer_weights(layer):
     prefix = layer + "/"
-    found = {key[len(prefix):]: key for key in weights if key.startswith(prefix)}
+    found = {key[len(prefix) :]: key for key in weights if key.startswith(prefix)}
     if not found:
       raise KerasWeightsError(f"{weights_path}: no weights for Keras layer {layer}")
     return found
@@ -170,7 +172,8 @@ def convert(weights_path, model=None, clip_samples=288000):
   def expect(layer, names, found):
     if set(found) != set(names):
       raise KerasWeightsError(
-          f"{weights_path}: Keras layer {layer} holds weights {sorted(found)}, expected {sorted(names)}")
+        f"{weights_path}: Keras layer {layer} holds weights {sorted(found)}, expected {sorted(names)}"
+      )
 
   def map_kernel(layer, module_path):
     found = layer_weights(layer)
@@ -188,22 +191,29 @@ def convert(weights_path, model=None, clip_samples=288000):
     denses = _layers_of_class([name.split("/")[0] for name in found], "dense")
     expect(layer, [f"{dense}/kernel" for dense in denses], found)
     if len(denses) != len(model_lib.SE_DENSE_NAMES):
-      raise KerasWeightsError(f"{weights_path}: Keras layer {layer} holds {len(denses)} dense "
-                              f"layers, expected {len(model_lib.SE_DENSE_NAMES)}")
+      raise KerasWeightsError(
+        f"{weights_path}: Keras layer {layer} holds {len(denses)} dense "
+        f"layers, expected {len(model_lib.SE_DENSE_NAMES)}"
+      )
     for dense, flax_name in zip(denses, model_lib.SE_DENSE_NAMES):
       key = found[f"{dense}/kernel"]
       put("params", (*module_path, flax_name, "kernel"), weights[key], key)
 
-  mappers = {"conv1d": map_kernel, "conv2d": map_kernel, "dense": map_kernel,
-             "batch_normalization": map_batch_norm,
-             "squeeze_and_excitation_block": map_squeeze_excitation}
+  mappers = {
+    "conv1d": map_kernel,
+    "conv2d": map_kernel,
+    "dense": map_kernel,
+    "batch_normalization": map_batch_norm,
+    "squeeze_and_excitation_block": map_squeeze_excitation,
+  }
   layers = sorted({key.split("/")[0] for key in weights})
   for keras_class, module_paths in reference_construction_order().items():
     found = _layers_of_class(layers, keras_class)
     if len(found) != len(module_paths):
       raise KerasWeightsError(
-          f"{weights_path}: {len(found)} Keras {keras_class} layers ({', '.join(found)}), "
-          f"the reference model has {len(module_paths)}")
+        f"{weights_path}: {len(found)} Keras {keras_class} layers ({', '.join(found)}), "
+        f"the reference model has {len(module_paths)}"
+      )
     for layer, module_path in zip(found, module_paths):
       mappers[keras_class](layer, tuple(module_path.split("/")))
   for layer, module_path in NAMED_LAYERS.items():
@@ -213,8 +223,7 @@ def convert(weights_path, model=None, clip_samples=288000):
     for path, _ in jax.tree_util.tree_leaves_with_path(template[collection]):
       names = tuple(key.key for key in path)
       if _lookup(converted[collection], names) is None:
-        raise KerasWeightsError(
-            f"{weights_path}: no Keras weight for {collection}/{'/'.join(names)}")
+        raise KerasWeightsError(f"{weights_path}: no Keras weight for {collection}/{'/'.join(names)}")
 
   converted.update(_convert_heads(weights_path, weights, used))
   converted["unused"] = sorted(set(weights) - used)
@@ -226,25 +235,28 @@ def _convert_heads(weights_path, weights, used):
   heads = []
   for layer in _layers_of_class(sorted({key.split("/")[0] for key in weights}), "sc_ada_cos"):
     for key in weights:
-      if (m := re.fullmatch(rf"{layer}/W_AdaCos(\d+)_(\d+)", key)):
+      if m := re.fullmatch(rf"{layer}/W_AdaCos(\d+)_(\d+)", key):
         n_classes, n_subclusters = int(m.group(1)), int(m.group(2))
         scale_key = f"{layer}/s{n_classes}_{n_subclusters}"
         if scale_key not in weights:
           raise KerasWeightsError(f"{weights_path}: Keras layer {layer} has no scale {scale_key}")
         heads.append((n_classes, n_subclusters, key, scale_key))
   if len(heads) != len(HEAD_MULTIPLES):
-    raise KerasWeightsError(
-        f"{weights_path}: found {len(heads)} sub-cluster AdaCos heads (sc_ada_cos*), expected 3")
+    raise KerasWeightsError(f"{weights_path}: found {len(heads)} sub-cluster AdaCos heads (sc_ada_cos*), expected 3")
   heads.sort()
   n = heads[0][0]
   result = {"heads": {}, "scales": {}, "n_classes": n, "n_subclusters": heads[0][1]}
   for (n_classes, n_subclusters, key, scale_key), (name, multiple) in zip(heads, HEAD_MULTIPLES.items()):
     centres = weights[key]
-    if n_classes != multiple * n or n_subclusters != result["n_subclusters"] or (
-        centres.ndim != 2 or centres.shape[1] != n_classes * n_subclusters):
+    if (
+      n_classes != multiple * n
+      or n_subclusters != result["n_subclusters"]
+      or (centres.ndim != 2 or centres.shape[1] != n_classes * n_subclusters)
+    ):
       raise KerasWeightsError(
-          f"{weights_path}: head {key} {tuple(centres.shape)} does not fit the {name} head "
-          f"({multiple} x {n} classes x {result['n_subclusters']} sub-clusters)")
+        f"{weights_path}: head {key} {tuple(centres.shape)} does not fit the {name} head "
+        f"({multiple} x {n} classes x {result['n_subclusters']} sub-clusters)"
+      )
     result["heads"][name] = np.asarray(centres, np.float32)
     result["scales"][name] = np.float32(weights[scale_key])
     used.update((key, scale_key))
@@ -264,10 +276,12 @@ def save_checkpoint(out, converted, config=None, classes=None):
   heads and scales of the Keras model with a fresh Adam state, the config (default:
   configs/dcase2023.py), keras.json and, when known, the class table."""
   import pathlib
+
   from configs import dcase2023
   from featex_jax import checkpoint
   from featex_jax import files
   from featex_jax import state as state_lib
+
   out = pathlib.Path(out)
   config = config or dcase2023.get_config()
   config.data.clip_samples = converted["clip_samples"]
@@ -276,8 +290,9 @@ def save_checkpoint(out, converted, config=None, classes=None):
     raise KerasWeightsError(f"the data's class table has {classes.n_classes} classes, the Keras heads {n_classes}")
   heads = state_lib.heads_for(config, n_classes)
   params = {"backbone": converted["params"], "centres": {h.name: converted["heads"][h.name] for h in heads}}
-  state = state_lib.from_arrays(config, heads, params, converted["batch_stats"],
-                                {h.name: converted["scales"][h.name] for h in heads})
+  state = state_lib.from_arrays(
+    config, heads, params, converted["batch_stats"], {h.name: converted["scales"][h.name] for h in heads}
+  )
   checkpoint.save(checkpoint.manager(out), 0, state)
   checkpoint.write_metadata(out, config, classes)
   files.write_json(out / checkpoint.KERAS_FILE, {"n_classes": n_classes, "unused": converted["unused"]})
@@ -287,10 +302,15 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("weights", help="Keras .h5 weights of the authors' model, or a golden .npz")
   parser.add_argument("out", help="run folder to write (config.json, checkpoints/)")
-  parser.add_argument("--clip-samples", type=int, default=288000,
-                      help="clip length the reference was trained on (sets the first spectrum Dense)")
-  parser.add_argument("--data_dir", action="append",
-                      help="data root(s) whose class table (the reference's) names the heads")
+  parser.add_argument(
+    "--clip-samples",
+    type=int,
+    default=288000,
+    help="clip length the reference was trained on (sets the first spectrum Dense)",
+  )
+  parser.add_argument(
+    "--data_dir", action="append", help="data root(s) whose class table (the reference's) names the heads"
+  )
   args = parser.parse_args(argv)
   converted = convert(args.weights, clip_samples=args.clip_samples)
   converted["clip_samples"] = args.clip_samples
@@ -298,10 +318,13 @@ def main(argv=None):
   if args.data_dir:
     from featex_jax.data import classes as classes_lib
     from featex_jax.data import layout
+
     classes = classes_lib.ClassTable.from_clips(classes_lib.table_clips(layout.discover(args.data_dir), "reference"))
   n_params = sum(np.size(x) for x in jax.tree.leaves(converted["params"]))
-  print(f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
-        f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}")
+  print(
+    f"{args.weights}: {n_params:,} backbone parameters, N = {converted['n_classes']} classes, "
+    f"heads {', '.join(f'{k} {v.shape}' for k, v in converted['heads'].items())}"
+  )
   for key in converted["unused"]:
     print(f"unused Keras weight: {key}")
   save_checkpoint(args.out, converted, classes=classes)

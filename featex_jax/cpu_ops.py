@@ -18,6 +18,7 @@ and a scatter). This module holds drop-in replacements that compute the same fun
 Pure functions, for any backend; model.py selects them with `model.cpu_kernels`, on the CPU
 only by default (nothing was measured elsewhere).
 """
+
 import functools
 import itertools
 
@@ -28,8 +29,11 @@ from jax import lax
 SETTINGS = ("auto", "xla", "custom")
 # YNNPACK keeps the dots, elementwise ops and reductions, loses the single convolutions
 # (whose default also includes LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION in JAX 0.10.2).
-EIGEN_CONVOLUTIONS = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
-    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT"))}
+EIGEN_CONVOLUTIONS = {
+  "xla_cpu_experimental_ynn_fusion_type": ",".join(
+    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT")
+  )
+}
 # Strided convolutions on at most this many input channels are phase-split: the 1-channel
 # stem gains (BENCHMARKS.md), while the 16-64 channel stride-2 3x3 convs ran 2-6x slower so.
 PHASE_SPLIT_MAX_CHANNELS = 4
@@ -65,19 +69,44 @@ def _xla_accepts(options):
   return True
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  precision=None,
+  **kwargs,
+):
   """`lax.conv_general_dilated` (the signature nn.Conv calls): strided 2-D NHWC convolutions on
   few input channels computed by `phase_split_conv`; every other case passed to lax unchanged."""
   strides = tuple(window_strides)
-  plain = (len(strides) != 2 or max(strides) == 1 or feature_group_count != 1 or kwargs
-           or lhs.shape[-1] > PHASE_SPLIT_MAX_CHANNELS
-           or any(d not in (None, 1) and tuple(d) != (1,) * len(strides) for d in (lhs_dilation, rhs_dilation))
-           or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-           != lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")))
+  plain = (
+    len(strides) != 2
+    or max(strides) == 1
+    or feature_group_count != 1
+    or kwargs
+    or lhs.shape[-1] > PHASE_SPLIT_MAX_CHANNELS
+    or any(d not in (None, 1) and tuple(d) != (1,) * len(strides) for d in (lhs_dilation, rhs_dilation))
+    or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    != lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  )
   if plain:
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                    dimension_numbers, feature_group_count, precision=precision, **kwargs)
+    return lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      precision=precision,
+      **kwargs,
+    )
   return phase_split_conv(lhs, rhs, strides, padding, precision)
 
 
@@ -111,8 +140,9 @@ def phase_split_conv(x, kernel, strides, padding, precision=None):
   phases = xp.reshape(n, ph, sh, pw, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, ph, pw, sh * sw * c)
   kp = jnp.pad(kernel, [(0, t * s - k) for t, s, k in zip(taps, strides, window)] + [(0, 0), (0, 0)])
   kp = kp.reshape(taps[0], sh, taps[1], sw, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(*taps, sh * sw * c, -1)
-  return lax.conv_general_dilated(phases, kp, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                  precision=precision)
+  return lax.conv_general_dilated(
+    phases, kp, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision
+  )
 
 
 def max_pool(inputs, window_shape, strides=None, padding="VALID"):
@@ -121,8 +151,9 @@ def max_pool(inputs, window_shape, strides=None, padding="VALID"):
   strides = tuple(strides or (1,) * len(window))
   spatial = inputs.shape[1:-1]
   pads = lax.padtype_to_pads(spatial, window, strides, padding) if isinstance(padding, str) else padding
-  geometry = tuple((size, lo, hi, (size + lo + hi - k) // s + 1)
-                   for size, (lo, hi), k, s in zip(spatial, pads, window, strides))
+  geometry = tuple(
+    (size, lo, hi, (size + lo + hi - k) // s + 1) for size, (lo, hi), k, s in zip(spatial, pads, window, strides)
+  )
   return _max_pool(inputs, window, strides, geometry)
 
 
@@ -173,6 +204,7 @@ def _max_pool_backward(window, strides, geometry, residuals, g):
         shifts = [(d // s, length - out - d // s, 0) for d, s, length, out in zip((a, b), strides, lengths, outs)]
         total = total + lax.pad(jnp.where(first == k, g, zero), zero, [(0, 0, 0), *shifts, (0, 0, 0)])
     return total
+
   (sh, sw), (lh, lw) = strides, lengths
   rows = [jnp.stack([phase(p, q) for q in range(sw)], 3) for p in range(sh)]  # [N, lh, lw, sw, C] each
   dxp = jnp.stack(rows, 2).reshape(g.shape[0], lh * sh, lw * sw, g.shape[-1])  # [N, lh, sh, lw, sw, C]

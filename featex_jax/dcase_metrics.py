@@ -30,6 +30,7 @@ computes a domain's AUC and pAUC on that domain's own normals and own anomalies,
 plain `scipy.stats.hmean`s; those figures are reported under `authors_*` names, for
 comparison with the paper only.
 """
+
 import dataclasses
 import sys
 
@@ -46,14 +47,15 @@ FIGURES = ("auc", "pauc", "precision", "recall", "f1")
 @dataclasses.dataclass(frozen=True)
 class SectionMetrics:
   """Every figure of one (machine type, section) test set. Fractions in [0, 1]."""
+
   n_normal_source: int
   n_anomaly_source: int
   n_normal_target: int
   n_anomaly_target: int
-  auc: float             # all clips of the section ("AUC (all)")
-  auc_source: float      # official: source normals + all anomalies
-  auc_target: float      # official: target normals + all anomalies
-  pauc: float            # official: all clips, max FPR 0.1
+  auc: float  # all clips of the section ("AUC (all)")
+  auc_source: float  # official: source normals + all anomalies
+  auc_target: float  # official: target normals + all anomalies
+  pauc: float  # official: all clips, max FPR 0.1
   # From the decisions, each domain's own clips; None when no decisions were given.
   precision_source: float | None = None
   precision_target: float | None = None
@@ -69,8 +71,7 @@ class SectionMetrics:
   authors_pauc_target: float | None = None
 
 
-def section_metrics(scores, is_anomaly, is_target, decisions=None, max_fpr=MAX_FPR,
-                    name="section"):
+def section_metrics(scores, is_anomaly, is_target, decisions=None, max_fpr=MAX_FPR, name="section"):
   """All metrics of one section, or None when its test clips carry no labels.
 
   scores: (n,) anomaly scores; is_anomaly: (n,) bool/0-1 or None (unlabelled set);
@@ -95,12 +96,12 @@ def section_metrics(scores, is_anomaly, is_target, decisions=None, max_fpr=MAX_F
       raise ValueError(f"{name}: no normal {domain}-domain test clips, AUC({domain}) is undefined")
 
   figures = dict(
-      n_normal_source=int(np.sum(~is_target & ~is_anomaly)),
-      n_anomaly_source=int(np.sum(~is_target & is_anomaly)),
-      n_normal_target=int(np.sum(is_target & ~is_anomaly)),
-      n_anomaly_target=int(np.sum(is_target & is_anomaly)),
-      auc=float(skmetrics.roc_auc_score(is_anomaly, scores)),
-      pauc=float(skmetrics.roc_auc_score(is_anomaly, scores, max_fpr=max_fpr)),
+    n_normal_source=int(np.sum(~is_target & ~is_anomaly)),
+    n_anomaly_source=int(np.sum(~is_target & is_anomaly)),
+    n_normal_target=int(np.sum(is_target & ~is_anomaly)),
+    n_anomaly_target=int(np.sum(is_target & is_anomaly)),
+    auc=float(skmetrics.roc_auc_score(is_anomaly, scores)),
+    pauc=float(skmetrics.roc_auc_score(is_anomaly, scores, max_fpr=max_fpr)),
   )
   if decisions is not None:
     decisions = _as_binary(decisions, n, f"{name}: decisions")
@@ -110,8 +111,7 @@ def section_metrics(scores, is_anomaly, is_target, decisions=None, max_fpr=MAX_F
     own = in_domain[domain]
     if np.any(own & is_anomaly):
       figures[f"authors_auc_{domain}"] = float(skmetrics.roc_auc_score(is_anomaly[own], scores[own]))
-      figures[f"authors_pauc_{domain}"] = float(
-          skmetrics.roc_auc_score(is_anomaly[own], scores[own], max_fpr=max_fpr))
+      figures[f"authors_pauc_{domain}"] = float(skmetrics.roc_auc_score(is_anomaly[own], scores[own], max_fpr=max_fpr))
     if decisions is not None:
       precision, recall, f1 = precision_recall_f1(is_anomaly[own], decisions[own])
       figures[f"precision_{domain}"] = precision
@@ -164,8 +164,7 @@ def authors_means(sections):
   and AUC/pAUC over all clips of each section. None where a figure is undefined."""
   sections = list(sections)
   result = {}
-  for key in ("authors_auc_source", "authors_pauc_source", "authors_auc_target",
-              "authors_pauc_target", "auc", "pauc"):
+  for key in ("authors_auc_source", "authors_pauc_source", "authors_auc_target", "authors_pauc_target", "auc", "pauc"):
     values = [getattr(s, key) for s in sections]
     result[key] = None if any(v is None for v in values) else float(scipy.stats.hmean(values))
   return result
@@ -186,15 +185,15 @@ def summarise(section_results):
     by_machine.setdefault(machine, []).append(m)
   official = _official_values(labelled.values())
   return {
-      "official_score": hmean(official),
-      "official_score_amean": float(np.mean(official)),
-      "all": group_means(labelled.values()),
-      "machines": {machine: group_means(ms) for machine, ms in by_machine.items()},
-      "authors": {
-          "all": authors_means(labelled.values()),
-          "machines": {machine: authors_means(ms) for machine, ms in by_machine.items()},
-      },
-      "not_computed": not_computed,
+    "official_score": hmean(official),
+    "official_score_amean": float(np.mean(official)),
+    "all": group_means(labelled.values()),
+    "machines": {machine: group_means(ms) for machine, ms in by_machine.items()},
+    "authors": {
+      "all": authors_means(labelled.values()),
+      "machines": {machine: authors_means(ms) for machine, ms in by_machine.items()},
+    },
+    "not_computed": not_computed,
   }
 
 
@@ -233,8 +232,7 @@ def official_score_ci95(is_anomaly, scores, max_fpr=MAX_FPR):
 
 def _official_values(sections):
   sections = list(sections)
-  return ([s.auc_source for s in sections] + [s.auc_target for s in sections]
-          + [s.pauc for s in sections])
+  return [s.auc_source for s in sections] + [s.auc_target for s in sections] + [s.pauc for s in sections]
 
 
 def _figure_values(sections, figure, domains):

@@ -15,6 +15,7 @@ normalization" and the "create challenge submission files" block):
 
 Everything here is NumPy on host arrays: the network's part ends at the embeddings.
 """
+
 import warnings
 
 import numpy as np
@@ -43,8 +44,9 @@ def check_embeddings(embeddings, file_names):
   """
   embeddings = np.asarray(embeddings)
   if embeddings.ndim != 2 or len(embeddings) != len(file_names):
-    raise ValueError(f"expected one embedding row per clip: {embeddings.shape} embeddings for "
-                     f"{len(file_names)} file names")
+    raise ValueError(
+      f"expected one embedding row per clip: {embeddings.shape} embeddings for {len(file_names)} file names"
+    )
   non_finite = ~np.all(np.isfinite(embeddings), axis=1)
   zero = np.all(embeddings == 0, axis=1)
   problems = []
@@ -58,8 +60,7 @@ def check_embeddings(embeddings, file_names):
     raise DataError("; ".join(problems))
 
 
-def fit_section_centres(source_train_emb, target_train_emb, n_clusters=16, n_init=10, seed=0,
-                        name="section"):
+def fit_section_centres(source_train_emb, target_train_emb, n_clusters=16, n_init=10, seed=0, name="section"):
   """The points a section's clips are compared with: k-means centres + target embeddings.
 
   Rows 0..k-1 are the KMeans centres of the L2-normalised source-domain training
@@ -71,20 +72,27 @@ def fit_section_centres(source_train_emb, target_train_emb, n_clusters=16, n_ini
   source = _as_matrix(source_train_emb, f"{name}: source-domain training embeddings")
   target = _as_matrix(target_train_emb, f"{name}: target-domain training embeddings")
   if source.shape[1] != target.shape[1] and len(target) and len(source):
-    raise ValueError(f"{name}: source embeddings have {source.shape[1]} dimensions, "
-                     f"target embeddings {target.shape[1]}")
+    raise ValueError(
+      f"{name}: source embeddings have {source.shape[1]} dimensions, target embeddings {target.shape[1]}"
+    )
   if len(source) == 0 and len(target) == 0:
     raise ValueError(f"{name}: no training embeddings, cannot build centres")
   parts = []
   if len(source) == 0:
-    warnings.warn(f"{name}: no source-domain training clips; scoring against the "
-                  f"{len(target)} target-domain training embeddings only", stacklevel=2)
+    warnings.warn(
+      f"{name}: no source-domain training clips; scoring against the "
+      f"{len(target)} target-domain training embeddings only",
+      stacklevel=2,
+    )
   else:
     k = n_clusters
     if len(source) < n_clusters:
       k = len(source)
-      warnings.warn(f"{name}: {len(source)} source-domain training clips, fewer than "
-                    f"{n_clusters} k-means clusters; using {k} clusters", stacklevel=2)
+      warnings.warn(
+        f"{name}: {len(source)} source-domain training clips, fewer than "
+        f"{n_clusters} k-means clusters; using {k} clusters",
+        stacklevel=2,
+      )
     kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(unit_rows(source))
     parts.append(kmeans.cluster_centers_)
   if len(target):

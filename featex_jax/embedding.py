@@ -4,6 +4,7 @@ Evaluation (clips read from the decoded-audio cache) and `featex_jax.score` (new
 decoded in memory) both embed through `embed_batches`: the same cut offsets, the same
 padding of the last batch, the same check for NaN or all-zero embeddings.
 """
+
 import dataclasses
 import json
 import pathlib
@@ -26,6 +27,7 @@ from featex_jax.data import errors
 @dataclasses.dataclass(frozen=True)
 class Member:
   """One trained model, restored for inference."""
+
   workdir: pathlib.Path
   config: object
   classes: object
@@ -48,8 +50,9 @@ def load_member(workdir, data_classes):
     n_classes = json.loads(keras.read_text())["n_classes"] if keras.is_file() else None
     if n_classes != data_classes.n_classes:
       raise checkpoint.CheckpointMismatchError(
-          f"{workdir} has no classes.json and its heads have {n_classes} classes; the data has "
-          f"{data_classes.n_classes} (data.class_table={config.data.class_table})")
+        f"{workdir} has no classes.json and its heads have {n_classes} classes; the data has "
+        f"{data_classes.n_classes} (data.class_table={config.data.class_table})"
+      )
     classes = data_classes
   else:
     try:
@@ -73,23 +76,30 @@ def embedding_fn(network, config, mesh):
   def embed(variables, audio, lengths, offsets):
     waveforms = tiling.tile_and_cut(audio, lengths, offsets, config.data.clip_samples)
     return model_lib.embed(network, variables, waveforms)
-  return jax.jit(precision.with_matmul_precision(embed, config.model.matmul_precision),
-                 in_shardings=(replicated, split, split, split), out_shardings=split)
+
+  return jax.jit(
+    precision.with_matmul_precision(embed, config.model.matmul_precision),
+    in_shardings=(replicated, split, split, split),
+    out_shardings=split,
+  )
 
 
 def embed_batches(member, batches, n_clips, batch_size, names, mesh, progress=True):
   """Embeddings [n_clips, 256] from `batches`: (row indices, {'audio', 'lengths', 'offsets'})
   pairs of at most `batch_size` rows (a multiple of the mesh size); a short batch is padded."""
   import tqdm
+
   fn = embedding_fn(member.network, member.config, mesh)
   variables = sharding.replicate(member.variables, mesh)
   out = np.empty((n_clips, 2 * member.config.model.embedding_dim), np.float32)
   with tqdm.tqdm(total=n_clips, unit="clip", desc=f"embedding ({member.workdir.name})", disable=not progress) as bar:
     for rows, batch in batches:
       pad = batch_size - len(rows)
-      arrays = [np.pad(batch[k], [(0, pad)] + [(0, 0)] * (batch[k].ndim - 1), mode="edge")
-                for k in ("audio", "lengths", "offsets")]
-      out[rows] = np.asarray(fn(variables, *arrays))[:len(rows)]
+      arrays = [
+        np.pad(batch[k], [(0, pad)] + [(0, 0)] * (batch[k].ndim - 1), mode="edge")
+        for k in ("audio", "lengths", "offsets")
+      ]
+      out[rows] = np.asarray(fn(variables, *arrays))[: len(rows)]
       bar.update(len(rows))
   detector.check_embeddings(out, names)
   return out
@@ -99,14 +109,17 @@ def embed_clip_set(member, clip_set, batch_size, progress=True):
   """Embeddings of every clip of a ClipSet (the reference's fixed cut offsets, no augmentation)."""
   cache, mesh = clip_set.cache, sharding.data_mesh()
   batch_size = max(batch_size // mesh.size, 1) * mesh.size
-  offsets = input_pipeline.clip_offsets([input_pipeline.clip_key(c) for c in clip_set.clips], cache.lengths,
-                                        member.config.data.clip_samples, member.config.seed)
+  offsets = input_pipeline.clip_offsets(
+    [input_pipeline.clip_key(c) for c in clip_set.clips],
+    cache.lengths,
+    member.config.data.clip_samples,
+    member.config.seed,
+  )
   index_batches = [np.arange(i, min(i + batch_size, len(cache))) for i in range(0, len(cache), batch_size)]
   reader = input_pipeline.BatchReader(cache, np.zeros(len(cache), np.int32))
   try:
     batches = zip(index_batches, reader.batches(index_batches, [offsets[i] for i in index_batches]))
-    return embed_batches(member, batches, len(cache), batch_size, [c.file_name for c in clip_set.clips],
-                         mesh, progress)
+    return embed_batches(member, batches, len(cache), batch_size, [c.file_name for c in clip_set.clips], mesh, progress)
   finally:
     reader.close()
 
@@ -122,7 +135,7 @@ def embed_waveforms(member, waveforms, keys, names, batch_size=16, progress=True
       rows = np.arange(start, min(start + batch_size, len(waveforms)))
       audio = np.zeros((len(rows), width), np.float32)
       for row, i in enumerate(rows):
-        audio[row, :lengths[i]] = waveforms[i]
-      yield rows, {"audio": audio, "lengths": lengths[rows].astype(np.int32),
-                   "offsets": offsets[rows].astype(np.int32)}
+        audio[row, : lengths[i]] = waveforms[i]
+      yield rows, {"audio": audio, "lengths": lengths[rows].astype(np.int32), "offsets": offsets[rows].astype(np.int32)}
+
   return embed_batches(member, batches(), len(waveforms), batch_size, names, sharding.local_mesh(), progress)

@@ -4,6 +4,7 @@ A FeatexError is a problem the user can fix (data, a config, a run folder, a wei
 and its message names the file or field, so a command line prints the message alone, with
 no traceback. Any other exception is a bug and keeps its traceback.
 """
+
 import sys
 
 EXIT_STATUS = 2  # as argparse and absl exit on a usage error

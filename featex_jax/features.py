@@ -12,6 +12,7 @@ Both match the reference's TensorFlow front end exactly (docs/method.md, the net
 
 Features are always computed in float32, whatever dtype the network runs in.
 """
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -41,9 +42,8 @@ def frame(waveforms, frame_length, hop_length):
   n_frames = 1 + (n - frame_length) // hop_length
   chunks_per_frame = frame_length // hop_length
   n_chunks = n_frames + chunks_per_frame - 1
-  chunks = waveforms[..., :n_chunks * hop_length].reshape(*waveforms.shape[:-1], n_chunks, hop_length)
-  return jnp.concatenate(
-      [chunks[..., i:i + n_frames, :] for i in range(chunks_per_frame)], axis=-1)
+  chunks = waveforms[..., : n_chunks * hop_length].reshape(*waveforms.shape[:-1], n_chunks, hop_length)
+  return jnp.concatenate([chunks[..., i : i + n_frames, :] for i in range(chunks_per_frame)], axis=-1)
 
 
 def magnitude_spectrogram(waveforms, frame_length=1024, hop_length=512):

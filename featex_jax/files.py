@@ -1,4 +1,5 @@
 """Atomic file output: a reader never sees a half-written result, an interrupted run loses nothing."""
+
 import contextlib
 import json
 import os

@@ -9,6 +9,7 @@ whatever the dataset size) by a few threads ahead of the step, and cut to 18 s o
 (featex_jax.tiling). The shuffle of every epoch and every clip's cut offset are functions of
 (seed, epoch, clip), so a resumed run reads exactly what the uninterrupted run would have.
 """
+
 import collections
 import concurrent.futures
 import dataclasses
@@ -35,6 +36,7 @@ class AudioCache:
 
   `paths` are the usable clips; `problems` ({path: what is wrong}) the ones left out.
   """
+
   directory: pathlib.Path
   paths: tuple
   starts: np.ndarray
@@ -94,6 +96,7 @@ def _is_exact_pcm16(header, sample_rate):
 def _build(directory, paths, sample_rate, workers, progress):
   """Decode every usable clip in order into a temporary folder, then rename it into place."""
   import tqdm
+
   directory.parent.mkdir(parents=True, exist_ok=True)
   headers, problems = {}, {}
   for path in paths:
@@ -117,6 +120,7 @@ def _build(directory, paths, sample_rate, workers, progress):
           stored.append(path)
           lengths.append(_append(out, waveform, dtype))
         bar.update()
+
       # In order; a bounded window of futures keeps memory bounded.
       pending = collections.deque()
       for path in headers:
@@ -126,9 +130,17 @@ def _build(directory, paths, sample_rate, workers, progress):
       while pending:
         store(*pending.popleft())
       bar.close()
-    (tmp / _INDEX).write_text(json.dumps({
-        "paths": stored, "lengths": lengths, "dtype": dtype.name, "sample_rate": sample_rate,
-        "problems": {path: problems[path] for path in paths if path in problems}}))
+    (tmp / _INDEX).write_text(
+      json.dumps(
+        {
+          "paths": stored,
+          "lengths": lengths,
+          "dtype": dtype.name,
+          "sample_rate": sample_rate,
+          "problems": {path: problems[path] for path in paths if path in problems},
+        }
+      )
+    )
     try:
       os.replace(tmp, directory)
     except OSError:
@@ -195,9 +207,13 @@ class BatchReader:
     audio = np.zeros((len(indices), self.cache.max_length), self.cache.dtype)
     for row in np.flatnonzero(real):
       self.cache.read(indices[row], out=audio[row])
-    return {"audio": audio, "lengths": np.where(real, self.cache.lengths[indices], 1).astype(np.int32),
-            "offsets": np.where(real, offsets, 0).astype(np.int32),
-            "labels": np.where(real, self.labels[indices], 0).astype(np.int32), "mask": real}
+    return {
+      "audio": audio,
+      "lengths": np.where(real, self.cache.lengths[indices], 1).astype(np.int32),
+      "offsets": np.where(real, offsets, 0).astype(np.int32),
+      "labels": np.where(real, self.labels[indices], 0).astype(np.int32),
+      "mask": real,
+    }
 
   def batches(self, index_batches, offset_batches):
     """Yields the batch of each (indices, offsets) pair, in order, reading ahead."""
@@ -213,8 +229,9 @@ class BatchReader:
     self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def train_index_batches(n_clips, batch_size, seed, epoch, start_step=0, process_index=0, process_count=1,
-                        drop_remainder=False):
+def train_index_batches(
+  n_clips, batch_size, seed, epoch, start_step=0, process_index=0, process_count=1, drop_remainder=False
+):
   """This process's share of each global batch of one epoch, from `start_step` on.
 
   As in Keras' fit, the last partial batch is a step too: it is padded at its end with PADDING
@@ -226,9 +243,9 @@ def train_index_batches(n_clips, batch_size, seed, epoch, start_step=0, process_
   order = epoch_order(n_clips, seed, epoch)
   share = batch_size // process_count
   for step in range(start_step, steps_per_epoch(n_clips, batch_size, drop_remainder)):
-    global_batch = order[step * batch_size:(step + 1) * batch_size]
+    global_batch = order[step * batch_size : (step + 1) * batch_size]
     global_batch = np.pad(global_batch, (0, batch_size - len(global_batch)), constant_values=PADDING)
-    yield global_batch[process_index * share:(process_index + 1) * share]
+    yield global_batch[process_index * share : (process_index + 1) * share]
 
 
 def steps_per_epoch(n_clips, batch_size, drop_remainder=False):

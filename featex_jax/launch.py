@@ -2,6 +2,7 @@
 
 Kept free of JAX imports: the CPU split must be in XLA_FLAGS before JAX is first imported.
 """
+
 import os
 
 from absl import flags
@@ -16,8 +17,12 @@ def define_flags():
   flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
   flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
   flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
-  flags.DEFINE_integer("cpu_devices", 4, "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
-                       "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.")
+  flags.DEFINE_integer(
+    "cpu_devices",
+    4,
+    "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
+    "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.",
+  )
   flags.DEFINE_string("compilation_cache", None, compilation_cache.FLAG_HELP)
 
 
@@ -27,6 +32,7 @@ def start(values):
   split_cpu(values.cpu_devices)
   compilation_cache.enable(values.compilation_cache)  # imports JAX: after split_cpu
   from featex_jax import multihost
+
   multihost.initialize(values.coordinator_address, values.num_processes, values.process_id, values.distributed)
 
 

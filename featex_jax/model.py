@@ -30,8 +30,10 @@ clips of a padded partial batch: BatchNorm's batch statistics (and so its runnin
 are those of the real clips only, as if the padding were not there. `cpu_kernels` swaps in
 featex_jax.cpu_ops' convolution and max-pool, the same functions in forms XLA:CPU runs faster.
 """
+
 import functools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -51,7 +53,8 @@ SE_DENSE_NAMES = ("squeeze", "excite")  # the reference puts no L2 penalty on th
 
 class RowMaskedBatchNorm(nn.BatchNorm):
   """BatchNorm whose batch statistics cover only the rows where `rows` [B] is True (None: all)."""
-  rows: Optional[jax.Array] = None
+
+  rows: jax.Array | None = None
 
   def __call__(self, x, use_running_average=None):
     mask = None if self.rows is None else self.rows.reshape((-1,) + (1,) * (x.ndim - 1))
@@ -60,6 +63,7 @@ class RowMaskedBatchNorm(nn.BatchNorm):
 
 class SqueezeExcitation(nn.Module):
   """Channel gates from the global average: x * sigmoid(W2 relu(W1 mean(x)))."""
+
   dense: Callable[..., nn.Module]
   ratio: int = 16
 
@@ -74,6 +78,7 @@ class SqueezeExcitation(nn.Module):
 
 class SpectrumBranch(nn.Module):
   """|FFT| [B, bins] -> e1 [B, embedding_dim]: 3 strided Conv1D/ReLU/SE, 4 Dense/BN/ReLU."""
+
   conv: Callable[..., nn.Module]
   dense: Callable[..., nn.Module]
   norm: Callable[..., nn.Module]
@@ -101,6 +106,7 @@ class ResidualBlock(nn.Module):
   but the first). `strides` 2: the shortcut is Conv1x1(MaxPool 2x2 'same'). `relu_before_norm`:
   the reference's order Conv -> ReLU -> BN in the middle (stage 16, block 2 only).
   """
+
   features: int
   conv: Callable[..., nn.Module]
   dense: Callable[..., nn.Module]
@@ -133,6 +139,7 @@ class ResidualBlock(nn.Module):
 class ResidualStage(nn.Module):
   """Two residual blocks. The first stage keeps the resolution and carries the reference's
   quirks (no BN in front of block 1, ReLU before BN inside block 2); later stages halve it."""
+
   features: int
   conv: Callable[..., nn.Module]
   dense: Callable[..., nn.Module]
@@ -144,13 +151,15 @@ class ResidualStage(nn.Module):
   @nn.compact
   def __call__(self, x):
     block = functools.partial(
-        ResidualBlock, self.features, self.conv, self.dense, self.norm, self.se_ratio, pool=self.pool)
+      ResidualBlock, self.features, self.conv, self.dense, self.norm, self.se_ratio, pool=self.pool
+    )
     x = block(strides=1 if self.first else 2, normalise_input=not self.first, name="block_1")(x)
     return block(relu_before_norm=self.first, name="block_2")(x)
 
 
 class SpectrogramBranch(nn.Module):
   """|STFT| [B, frames, bins] -> e2 [B, embedding_dim]: TMN, BN per bin, ResNet, time max."""
+
   conv: Callable[..., nn.Module]
   dense: Callable[..., nn.Module]
   norm: Callable[..., nn.Module]
@@ -170,8 +179,16 @@ class SpectrogramBranch(nn.Module):
     x = nn.relu(self.norm(name="stem_bn")(x))
     x = self.pool(x, (3, 3), strides=(2, 2), padding="VALID")
     for i, channels in enumerate(STAGE_CHANNELS):
-      x = ResidualStage(channels, self.conv, self.dense, self.norm, self.se_ratio, first=i == 0,
-                        pool=self.pool, name=f"stage_{channels}")(x)
+      x = ResidualStage(
+        channels,
+        self.conv,
+        self.dense,
+        self.norm,
+        self.se_ratio,
+        first=i == 0,
+        pool=self.pool,
+        name=f"stage_{channels}",
+      )(x)
     x = jnp.max(x, axis=1)  # over all remaining frames: [B, F', C]
     x = x.reshape(x.shape[0], -1)  # row-major (frequency, channel), as Keras' Flatten
     self.sow("intermediates", "flat", x)
@@ -185,6 +202,7 @@ class FeatExNet(nn.Module):
   `spectrogram` overrides the |STFT| of `waveforms` for the spectrogram branch: the training
   step passes the StatEx-augmented one (StatEx sits between the STFT and TMN).
   """
+
   embedding_dim: int = 128
   se_ratio: int = 16
   temporal_mean_normalisation: bool = True
@@ -192,7 +210,7 @@ class FeatExNet(nn.Module):
   bn_momentum: float = 0.99
   frame_length: int = 1024
   hop_length: int = 512
-  spectrum_bins: Optional[int] = None
+  spectrum_bins: int | None = None
   dtype: Any = jnp.float32
   cpu_kernels: str = "auto"  # "auto" (cpu_ops on the CPU backend) | "xla" | "custom"
 
@@ -209,16 +227,34 @@ class FeatExNet(nn.Module):
     self.sow("intermediates", "stft_magnitude", spectrogram)
     custom = cpu_ops.wanted(self.cpu_kernels)
     conv = functools.partial(
-        nn.Conv, use_bias=False, padding="SAME", kernel_init=KERNEL_INIT, dtype=self.dtype,
-        conv_general_dilated=cpu_ops.conv_general_dilated if custom else None)
+      nn.Conv,
+      use_bias=False,
+      padding="SAME",
+      kernel_init=KERNEL_INIT,
+      dtype=self.dtype,
+      conv_general_dilated=cpu_ops.conv_general_dilated if custom else None,
+    )
     dense = functools.partial(nn.Dense, use_bias=False, kernel_init=KERNEL_INIT, dtype=self.dtype)
     norm = functools.partial(
-        RowMaskedBatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-        epsilon=self.bn_epsilon, use_fast_variance=False, dtype=self.dtype, rows=mask)
+      RowMaskedBatchNorm,
+      use_running_average=not train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      use_fast_variance=False,
+      dtype=self.dtype,
+      rows=mask,
+    )
     e1 = SpectrumBranch(conv, dense, norm, self.embedding_dim, self.se_ratio, name="spectrum")(spectrum)
     e2 = SpectrogramBranch(
-        conv, dense, norm, self.embedding_dim, self.se_ratio, self.temporal_mean_normalisation,
-        pool=cpu_ops.max_pool if custom else nn.max_pool, name="spectrogram")(spectrogram)
+      conv,
+      dense,
+      norm,
+      self.embedding_dim,
+      self.se_ratio,
+      self.temporal_mean_normalisation,
+      pool=cpu_ops.max_pool if custom else nn.max_pool,
+      name="spectrogram",
+    )(spectrogram)
     return e1.astype(jnp.float32), e2.astype(jnp.float32)
 
 
@@ -231,22 +267,25 @@ def embed(model, variables, waveforms):
 def create_model(config):
   """FeatExNet from the `model` block of a config (configs/dcase2023.py)."""
   return FeatExNet(
-      embedding_dim=config.embedding_dim,
-      se_ratio=config.se_ratio,
-      temporal_mean_normalisation=config.temporal_mean_normalisation,
-      bn_epsilon=config.bn_epsilon,
-      bn_momentum=config.bn_momentum,
-      frame_length=config.frame_length,
-      hop_length=config.hop_length,
-      spectrum_bins=config.spectrum_bins,
-      dtype=jnp.dtype(config.dtype),
-      cpu_kernels=config.get("cpu_kernels", "auto"))  # runs saved before the setting existed: auto
+    embedding_dim=config.embedding_dim,
+    se_ratio=config.se_ratio,
+    temporal_mean_normalisation=config.temporal_mean_normalisation,
+    bn_epsilon=config.bn_epsilon,
+    bn_momentum=config.bn_momentum,
+    frame_length=config.frame_length,
+    hop_length=config.hop_length,
+    spectrum_bins=config.spectrum_bins,
+    dtype=jnp.dtype(config.dtype),
+    cpu_kernels=config.get("cpu_kernels", "auto"),
+  )  # runs saved before the setting existed: auto
 
 
 def decayed_kernels_mask(params):
   """True for the kernels the reference puts its L2 penalty on: every conv and dense kernel
   except those inside squeeze-excitation blocks (the reference's SE denses have none)."""
+
   def decayed(path, _):
     names = [getattr(key, "key", key) for key in path]
     return names[-1] == "kernel" and names[-2] not in SE_DENSE_NAMES
+
   return jax.tree_util.tree_map_with_path(decayed, params)

@@ -1,4 +1,5 @@
 """Multi-host start-up: one process per host (or per GPU), all running the same program."""
+
 import os
 
 import jax
@@ -18,11 +19,14 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
   if coordinator_address or num_processes:
     if not (coordinator_address and num_processes and process_id is not None):
       raise ConfigError("multi-process runs need --coordinator_address, --num_processes and --process_id together")
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
   elif auto and any(name in os.environ for name in _AUTO_DETECTED):
     jax.distributed.initialize()
   elif auto:
-    raise ConfigError(f"--distributed: no cluster environment found ({', '.join(_AUTO_DETECTED)}); "
-                     "give --coordinator_address, --num_processes and --process_id")
+    raise ConfigError(
+      f"--distributed: no cluster environment found ({', '.join(_AUTO_DETECTED)}); "
+      "give --coordinator_address, --num_processes and --process_id"
+    )
   return jax.process_index(), jax.process_count()

@@ -4,6 +4,7 @@ As in the reference (Keras loss_weights and kernel regularisers), the decay is p
 loss, not decoupled in the optimiser, and it covers the conv/dense kernels only (the model
 says which through a mask), never the AdaCos centres.
 """
+
 import jax
 import jax.numpy as jnp
 

@@ -10,13 +10,14 @@ deviation over independent trials. The std is numpy's default, ddof=0 (the popul
 as the authors' script prints it (`np.std(final_results, axis=0)`). Beside each variant, its
 ensemble (the trials' anomaly scores averaged) and the official DCASE score of each split.
 """
+
 import csv
 import io
 
 import numpy as np
 
-from featex_jax import files
 from featex_jax import dcase_metrics
+from featex_jax import files
 from featex_jax.data import names
 
 SPLITS = ("dev", "eval")
@@ -24,19 +25,24 @@ DOMAINS = ("source", "target", "mixed")
 FIGURES = ("auc", "pauc")
 FIGURE_NAMES = {"auc": "AUC", "pauc": "pAUC"}
 # (domain, figure) -> the key of dcase_metrics.authors_means
-_AUTHORS_KEYS = {("source", "auc"): "authors_auc_source", ("source", "pauc"): "authors_pauc_source",
-                 ("target", "auc"): "authors_auc_target", ("target", "pauc"): "authors_pauc_target",
-                 ("mixed", "auc"): "auc", ("mixed", "pauc"): "pauc"}
+_AUTHORS_KEYS = {
+  ("source", "auc"): "authors_auc_source",
+  ("source", "pauc"): "authors_pauc_source",
+  ("target", "auc"): "authors_auc_target",
+  ("target", "pauc"): "authors_pauc_target",
+  ("mixed", "auc"): "auc",
+  ("mixed", "pauc"): "pauc",
+}
 STD = "population standard deviation (numpy ddof=0), as the authors' script (np.std)"
 DEFINITIONS = {
-    "auc/pauc": "harmonic mean over the split's sections (machine types) of the authors' per-domain "
-                "figure: source/target = the domain's own normal and anomalous clips, mixed = all clips; "
-                "plain scipy hmean, as their script (dcase_metrics.authors_means)",
-    "mean/std": "over the trials (seeds), each evaluated alone; std: " + STD,
-    "ensemble": "the trials' anomaly scores averaged (run_eval.py with every trial), evaluated once",
-    "official": "official DCASE score of the split: harmonic mean of every section's AUC(source), "
-                "AUC(target) and pAUC (official definitions: a domain's normals + all anomalies)",
-    "split": "dev: test file names carry their labels; eval: anonymous names, labels from ground-truth CSVs",
+  "auc/pauc": "harmonic mean over the split's sections (machine types) of the authors' per-domain "
+  "figure: source/target = the domain's own normal and anomalous clips, mixed = all clips; "
+  "plain scipy hmean, as their script (dcase_metrics.authors_means)",
+  "mean/std": "over the trials (seeds), each evaluated alone; std: " + STD,
+  "ensemble": "the trials' anomaly scores averaged (run_eval.py with every trial), evaluated once",
+  "official": "official DCASE score of the split: harmonic mean of every section's AUC(source), "
+  "AUC(target) and pAUC (official definitions: a domain's normals + all anomalies)",
+  "split": "dev: test file names carry their labels; eval: anonymous names, labels from ground-truth CSVs",
 }
 
 
@@ -45,8 +51,10 @@ def section_split(file_names):
   'eval' when they hide them (section_00_0000.wav, labelled by the ground-truth CSVs)."""
   labelled = {names.parse(name).label is not None for name in file_names}
   if len(labelled) != 1:
-    raise ValueError(f"test files {sorted(file_names)[:3]}...: some names carry labels and some do not; "
-                     "a section is either development (labelled names) or evaluation (anonymous names)")
+    raise ValueError(
+      f"test files {sorted(file_names)[:3]}...: some names carry labels and some do not; "
+      "a section is either development (labelled names) or evaluation (anonymous names)"
+    )
   return "dev" if labelled.pop() else "eval"
 
 
@@ -72,8 +80,9 @@ def run_figures(results, splits):
   figures = {}
   for split in [s for s in SPLITS if s in by_split]:
     authors = dcase_metrics.authors_means(by_split[split])
-    figures[split] = {domain: {figure: authors[_AUTHORS_KEYS[(domain, figure)]] for figure in FIGURES}
-                      for domain in DOMAINS}
+    figures[split] = {
+      domain: {figure: authors[_AUTHORS_KEYS[(domain, figure)]] for figure in FIGURES} for domain in DOMAINS
+    }
     figures[split]["official"] = dcase_metrics.official_score(by_split[split])
   return figures
 
@@ -88,8 +97,13 @@ def mean_std(values):
 
 def _cell(values, ensemble):
   summary = mean_std(values)
-  return {"mean": None if summary is None else summary[0], "std": None if summary is None else summary[1],
-          "n": len(values), "values": list(values), "ensemble": ensemble}
+  return {
+    "mean": None if summary is None else summary[0],
+    "std": None if summary is None else summary[1],
+    "n": len(values),
+    "values": list(values),
+    "ensemble": ensemble,
+  }
 
 
 def _lookup(figures, *keys):
@@ -110,30 +124,68 @@ def build(dataset, variants, titles, runs, ensembles, seeds):
   rows, official = [], []
   for split in present:
     for domain in DOMAINS:
-      cells = {v: {figure: _cell([_lookup(f, split, domain, figure) for f in runs.get(v, [])],
-                                 _lookup(ensembles.get(v), split, domain, figure))
-                   for figure in FIGURES} for v in variants}
+      cells = {
+        v: {
+          figure: _cell(
+            [_lookup(f, split, domain, figure) for f in runs.get(v, [])],
+            _lookup(ensembles.get(v), split, domain, figure),
+          )
+          for figure in FIGURES
+        }
+        for v in variants
+      }
       rows.append({"dataset": dataset, "split": split, "domain": domain, "cells": cells})
-    official.append({"dataset": dataset, "split": split,
-                     "cells": {v: _cell([_lookup(f, split, "official") for f in runs.get(v, [])],
-                                        _lookup(ensembles.get(v), split, "official")) for v in variants}})
-  return {"dataset": dataset, "variants": list(variants), "titles": {v: titles.get(v, v) for v in variants},
-          "seeds": seeds, "std": STD, "definitions": DEFINITIONS, "rows": rows, "official": official}
+    official.append(
+      {
+        "dataset": dataset,
+        "split": split,
+        "cells": {
+          v: _cell(
+            [_lookup(f, split, "official") for f in runs.get(v, [])], _lookup(ensembles.get(v), split, "official")
+          )
+          for v in variants
+        },
+      }
+    )
+  return {
+    "dataset": dataset,
+    "variants": list(variants),
+    "titles": {v: titles.get(v, v) for v in variants},
+    "seeds": seeds,
+    "std": STD,
+    "definitions": DEFINITIONS,
+    "rows": rows,
+    "official": official,
+  }
 
 
 def cost_summary(run_costs, ensemble_costs, device):
   """Per-run and total wall time and training clips/s from the sweep's records."""
+
   def rate(clips, seconds):
     return clips / seconds if seconds else None
-  runs = [dict(c, seconds=c["train_seconds"] + c["eval_seconds"],
-               train_clips_per_s=rate(c["train_clips"], c["train_seconds"])) for c in run_costs]
+
+  runs = [
+    dict(
+      c, seconds=c["train_seconds"] + c["eval_seconds"], train_clips_per_s=rate(c["train_clips"], c["train_seconds"])
+    )
+    for c in run_costs
+  ]
   train_seconds = sum(c["train_seconds"] for c in runs)
   train_clips = sum(c["train_clips"] for c in runs)
   eval_seconds = sum(c["eval_seconds"] for c in runs) + sum(c["eval_seconds"] for c in ensemble_costs)
-  return {"device": device, "runs": runs, "ensembles": list(ensemble_costs),
-          "total": {"seconds": train_seconds + eval_seconds, "train_seconds": train_seconds,
-                    "train_clips": train_clips, "train_clips_per_s": rate(train_clips, train_seconds),
-                    "eval_seconds": eval_seconds}}
+  return {
+    "device": device,
+    "runs": runs,
+    "ensembles": list(ensemble_costs),
+    "total": {
+      "seconds": train_seconds + eval_seconds,
+      "train_seconds": train_seconds,
+      "train_clips": train_clips,
+      "train_clips_per_s": rate(train_clips, train_seconds),
+      "eval_seconds": eval_seconds,
+    },
+  }
 
 
 def _pct(value):
@@ -168,14 +220,24 @@ def format_markdown(table, cost=None):
     rows.append(cells)
   official_header = ["variant"] + [f"official {o['split']}" for o in table["official"]]
   official_header += [f"official {o['split']} ensemble" for o in table["official"]]
-  official_rows = [[titles[v]] + [_mean_std_text(o["cells"][v]) for o in table["official"]]
-                   + [_pct(o["cells"][v]["ensemble"]) for o in table["official"]] for v in variants]
-  text = [f"Harmonic means of AUC and pAUC (%) over the machine types, mean ± std over {table['seeds']} "
-          "seed(s), each run evaluated alone; ensemble: the seeds' anomaly scores averaged.",
-          "", _markdown_grid(header, rows), "",
-          "Official DCASE score (%) per split, mean ± std over the seeds, and of the ensemble.",
-          "", _markdown_grid(official_header, official_rows), "",
-          "Definitions:"]
+  official_rows = [
+    [titles[v]]
+    + [_mean_std_text(o["cells"][v]) for o in table["official"]]
+    + [_pct(o["cells"][v]["ensemble"]) for o in table["official"]]
+    for v in variants
+  ]
+  text = [
+    f"Harmonic means of AUC and pAUC (%) over the machine types, mean ± std over {table['seeds']} "
+    "seed(s), each run evaluated alone; ensemble: the seeds' anomaly scores averaged.",
+    "",
+    _markdown_grid(header, rows),
+    "",
+    "Official DCASE score (%) per split, mean ± std over the seeds, and of the ensemble.",
+    "",
+    _markdown_grid(official_header, official_rows),
+    "",
+    "Definitions:",
+  ]
   text += [f"- {name}: {meaning}" for name, meaning in table["definitions"].items()]
   if cost is not None:
     text += ["", format_cost(cost)]
@@ -184,20 +246,43 @@ def format_markdown(table, cost=None):
 
 def format_cost(cost):
   """The cost footer: per run and in total, wall time and training clips/s."""
+
   def number(value, digits=1):
     return "n/a" if value is None else f"{value:.{digits}f}"
+
   total = cost["total"]
   header = ["run", "train s", "train clips", "train clips/s", "eval s", "total s"]
-  rows = [[f"{c['variant']}/member_{c['member']}", number(c["train_seconds"]), c["train_clips"],
-           number(c["train_clips_per_s"]), number(c["eval_seconds"]), number(c["seconds"])] for c in cost["runs"]]
-  rows += [[f"{c['variant']} ensemble", "", "", "", number(c["eval_seconds"]), number(c["eval_seconds"])]
-           for c in cost["ensembles"]]
-  rows.append(["total", number(total["train_seconds"]), total["train_clips"], number(total["train_clips_per_s"]),
-               number(total["eval_seconds"]), number(total["seconds"])])
-  return (f"Cost on {cost['device']}: wall time {number(total['seconds'], 0)} s "
-          f"(training {number(total['train_seconds'], 0)} s at {number(total['train_clips_per_s'])} clips/s, "
-          f"evaluation {number(total['eval_seconds'], 0)} s). Times of the sweep invocations that finished "
-          "each step; training includes compilation.\n\n" + _markdown_grid(header, rows))
+  rows = [
+    [
+      f"{c['variant']}/member_{c['member']}",
+      number(c["train_seconds"]),
+      c["train_clips"],
+      number(c["train_clips_per_s"]),
+      number(c["eval_seconds"]),
+      number(c["seconds"]),
+    ]
+    for c in cost["runs"]
+  ]
+  rows += [
+    [f"{c['variant']} ensemble", "", "", "", number(c["eval_seconds"]), number(c["eval_seconds"])]
+    for c in cost["ensembles"]
+  ]
+  rows.append(
+    [
+      "total",
+      number(total["train_seconds"]),
+      total["train_clips"],
+      number(total["train_clips_per_s"]),
+      number(total["eval_seconds"]),
+      number(total["seconds"]),
+    ]
+  )
+  return (
+    f"Cost on {cost['device']}: wall time {number(total['seconds'], 0)} s "
+    f"(training {number(total['train_seconds'], 0)} s at {number(total['train_clips_per_s'])} clips/s, "
+    f"evaluation {number(total['eval_seconds'], 0)} s). Times of the sweep invocations that finished "
+    "each step; training includes compilation.\n\n" + _markdown_grid(header, rows)
+  )
 
 
 def csv_text(table):
@@ -210,8 +295,20 @@ def csv_text(table):
     return "" if value is None else f"{100 * value:.4f}"
 
   def write(row, domain, variant, figure, cell):
-    writer.writerow([row["dataset"], row["split"], domain, variant, figure, percent(cell["mean"]),
-                     percent(cell["std"]), cell["n"], percent(cell["ensemble"])])
+    writer.writerow(
+      [
+        row["dataset"],
+        row["split"],
+        domain,
+        variant,
+        figure,
+        percent(cell["mean"]),
+        percent(cell["std"]),
+        cell["n"],
+        percent(cell["ensemble"]),
+      ]
+    )
+
   for row in table["rows"]:
     for v in table["variants"]:
       for figure in FIGURES:
@@ -225,12 +322,15 @@ def csv_text(table):
 def write_plot(path, table):
   """Bars: one per variant in each (split, domain) group, the std as error bars, the ensemble as a diamond."""
   from matplotlib.figure import Figure
+
   splits = [o["split"] for o in table["official"]]
   variants = table["variants"]
-  fig = Figure(figsize=(3.0 + 2.0 * (1.5 + 0.45 * len(variants)), 3.0 * max(len(splits), 1) + 0.5),
-               layout="constrained")
-  fig.suptitle(f"{table['dataset']}: harmonic means over machine types, mean ± std over {table['seeds']} "
-               "seed(s); ◆ ensemble")
+  fig = Figure(
+    figsize=(3.0 + 2.0 * (1.5 + 0.45 * len(variants)), 3.0 * max(len(splits), 1) + 0.5), layout="constrained"
+  )
+  fig.suptitle(
+    f"{table['dataset']}: harmonic means over machine types, mean ± std over {table['seeds']} seed(s); ◆ ensemble"
+  )
   axes = fig.subplots(max(len(splits), 1), len(FIGURES), squeeze=False)
   width = 0.8 / len(variants)
   x = np.arange(len(DOMAINS))
@@ -244,10 +344,10 @@ def write_plot(path, table):
         positions = x - 0.4 + width * (i + 0.5)
         ax.bar(positions, means, width, yerr=stds, capsize=3, label=table["titles"][v], color=f"C{i}")
         ensemble = [100 * c["ensemble"] if c["ensemble"] is not None else np.nan for c in cells]
-        ax.plot(positions, ensemble, "D", color="k", markersize=4,
-                label="ensemble" if i == 0 else None)
-      ax.set(xticks=x, xticklabels=DOMAINS, ylabel=f"{FIGURE_NAMES[figure]} (%)",
-             title=f"{split}: {FIGURE_NAMES[figure]}")
+        ax.plot(positions, ensemble, "D", color="k", markersize=4, label="ensemble" if i == 0 else None)
+      ax.set(
+        xticks=x, xticklabels=DOMAINS, ylabel=f"{FIGURE_NAMES[figure]} (%)", title=f"{split}: {FIGURE_NAMES[figure]}"
+      )
       means = [r["cells"][v][figure]["mean"] for r in rows.values() for v in variants]
       if any(m is not None for m in means):  # bars from just below the lowest: differences stay visible
         ax.set_ylim(bottom=max(0.0, 100 * min(m for m in means if m is not None) - 10))

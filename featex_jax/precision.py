@@ -12,6 +12,7 @@ default here asks for float32 everywhere; the cheaper modes are settings (`model
 
 `model.dtype = "bfloat16"` (the network's activations in bfloat16) is a separate, explicit choice.
 """
+
 import functools
 
 import jax
@@ -36,4 +37,5 @@ def with_matmul_precision(fn, precision):
   def at_precision(*args, **kwargs):
     with jax.default_matmul_precision(precision):
       return fn(*args, **kwargs)
+
   return at_precision

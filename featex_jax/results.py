@@ -5,6 +5,7 @@ applies them to every section, keeps what was scored beside them, and presents t
 JSON file that holds every figure with its definition, and a plain-text table for the
 terminal and the logs.
 """
+
 import dataclasses
 import os
 
@@ -21,6 +22,7 @@ class SectionScores:
   is_anomaly/is_target are None for an unlabelled set (evaluation clips without ground
   truth): its submission files are still written, its metrics are not computed.
   """
+
   machine: str
   section: str  # two digits, "00"; an int or "section_00" is accepted
   file_names: tuple
@@ -31,9 +33,12 @@ class SectionScores:
   threshold: float | None = None
 
   def __post_init__(self):
-    normalised = dict(section=section_id(self.section),
-                      file_names=tuple(os.path.basename(str(f)) for f in self.file_names),
-                      scores=np.asarray(self.scores), decisions=np.asarray(self.decisions))
+    normalised = dict(
+      section=section_id(self.section),
+      file_names=tuple(os.path.basename(str(f)) for f in self.file_names),
+      scores=np.asarray(self.scores),
+      decisions=np.asarray(self.decisions),
+    )
     for field in ("is_anomaly", "is_target"):
       if getattr(self, field) is not None:
         normalised[field] = np.asarray(getattr(self, field))
@@ -48,6 +53,7 @@ class SectionScores:
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
   """Scores, per-section metrics (None: unlabelled) and summary figures of a whole test set."""
+
   sections: tuple
   metrics: dict  # (machine, section) -> dcase_metrics.SectionMetrics | None
   summary: dict  # dcase_metrics.summarise(...), plus "max_fpr" and "official_score_ci95"
@@ -57,6 +63,7 @@ class Evaluation:
 @dataclasses.dataclass(frozen=True)
 class MemberResult:
   """One model of an ensemble, evaluated alone (its own centres, scores and thresholds)."""
+
   workdir: str
   checkpoint_step: int
   summary: dict  # as Evaluation.summary
@@ -66,7 +73,7 @@ def section_id(section):
   """'00' from 0, '0', '00' or 'section_00': the two-digit id in file names."""
   text = str(section)
   if text.startswith("section_"):
-    text = text[len("section_"):]
+    text = text[len("section_") :]
   if not text.isdigit():
     raise ValueError(f"section must be a number such as 0, '00' or 'section_00', got {section!r}")
   return f"{int(text):02d}"
@@ -79,38 +86,44 @@ def compute(sections, max_fpr=dcase_metrics.MAX_FPR, ci95=True, members=()):
   results = {}
   for s in sections:
     results[(s.machine, s.section)] = dcase_metrics.section_metrics(
-        s.scores, s.is_anomaly, s.is_target, s.decisions, max_fpr=max_fpr, name=s.name)
+      s.scores, s.is_anomaly, s.is_target, s.decisions, max_fpr=max_fpr, name=s.name
+    )
   summary = dcase_metrics.summarise(results)
   summary["max_fpr"] = max_fpr
   labelled = [s for s in sections if s.is_anomaly is not None]
   summary["official_score_ci95"] = None
   if ci95 and labelled:
     summary["official_score_ci95"] = dcase_metrics.official_score_ci95(
-        np.concatenate([s.is_anomaly for s in labelled]),
-        np.concatenate([s.scores for s in labelled]), max_fpr=max_fpr)
+      np.concatenate([s.is_anomaly for s in labelled]), np.concatenate([s.scores for s in labelled]), max_fpr=max_fpr
+    )
   return Evaluation(sections=sections, metrics=results, summary=summary, members=tuple(members))
 
 
 DEFINITIONS = {
-    "auc": "AUC on all clips of the section",
-    "auc_source": "official: source-domain normal clips + ALL anomalous clips of the section",
-    "auc_target": "official: target-domain normal clips + ALL anomalous clips of the section",
-    "pauc": "official: all clips of the section, up to summary.max_fpr (official 0.1), "
-            "McClish-corrected (sklearn roc_auc_score)",
-    "precision/recall/f1_<domain>": "official: decisions of the domain's own clips",
-    "official_score": "harmonic mean over all sections of every AUC(source), AUC(target) and pAUC",
-    "hmean*/amean*": "the evaluator's harmonic/arithmetic mean rows (AUC over both domains' values)",
-    "authors_*": "authors' script: each domain's own normals and own anomalies only (not official)",
+  "auc": "AUC on all clips of the section",
+  "auc_source": "official: source-domain normal clips + ALL anomalous clips of the section",
+  "auc_target": "official: target-domain normal clips + ALL anomalous clips of the section",
+  "pauc": "official: all clips of the section, up to summary.max_fpr (official 0.1), "
+  "McClish-corrected (sklearn roc_auc_score)",
+  "precision/recall/f1_<domain>": "official: decisions of the domain's own clips",
+  "official_score": "harmonic mean over all sections of every AUC(source), AUC(target) and pAUC",
+  "hmean*/amean*": "the evaluator's harmonic/arithmetic mean rows (AUC over both domains' values)",
+  "authors_*": "authors' script: each domain's own normals and own anomalies only (not official)",
 }
 
 
 # The figures runs are compared by (per machine type and over all sections), as
 # (name, path into a dcase_metrics.summarise group, path into its "authors" group).
 HEADLINE_FIGURES = (
-    ("auc_source", ("hmean_source", "auc")), ("auc_target", ("hmean_target", "auc")), ("pauc", ("hmean", "pauc")),
-    ("authors_auc_source", ("authors_auc_source",)), ("authors_pauc_source", ("authors_pauc_source",)),
-    ("authors_auc_target", ("authors_auc_target",)), ("authors_pauc_target", ("authors_pauc_target",)),
-    ("authors_auc", ("auc",)), ("authors_pauc", ("pauc",)),
+  ("auc_source", ("hmean_source", "auc")),
+  ("auc_target", ("hmean_target", "auc")),
+  ("pauc", ("hmean", "pauc")),
+  ("authors_auc_source", ("authors_auc_source",)),
+  ("authors_pauc_source", ("authors_pauc_source",)),
+  ("authors_auc_target", ("authors_auc_target",)),
+  ("authors_pauc_target", ("authors_pauc_target",)),
+  ("authors_auc", ("auc",)),
+  ("authors_pauc", ("pauc",)),
 )
 
 
@@ -144,10 +157,12 @@ def member_statistics(members):
   if not figures:
     return None
   groups = figures[0]["groups"]
-  return {"n_runs": len(figures), "std": "population (ddof=0)",
-          "official_score": mean_std(f["official_score"] for f in figures),
-          "groups": {g: {name: mean_std(f["groups"][g][name] for f in figures) for name in groups[g]}
-                     for g in groups}}
+  return {
+    "n_runs": len(figures),
+    "std": "population (ddof=0)",
+    "official_score": mean_std(f["official_score"] for f in figures),
+    "groups": {g: {name: mean_std(f["groups"][g][name] for f in figures) for name in groups[g]} for g in groups},
+  }
 
 
 def results_dict(evaluation, metadata=None):
@@ -156,14 +171,23 @@ def results_dict(evaluation, metadata=None):
   sections = []
   for s in evaluation.sections:
     m = evaluation.metrics[(s.machine, s.section)]
-    sections.append({
-        "machine": s.machine, "section": s.section, "n_clips": len(s.file_names),
-        "threshold": s.threshold, "n_decided_anomalous": int(np.sum(s.decisions)),
+    sections.append(
+      {
+        "machine": s.machine,
+        "section": s.section,
+        "n_clips": len(s.file_names),
+        "threshold": s.threshold,
+        "n_decided_anomalous": int(np.sum(s.decisions)),
         "metrics_computed": m is not None,
         "metrics": None if m is None else dataclasses.asdict(m),
-    })
-  result = {"metadata": dict(metadata or {}), "definitions": DEFINITIONS,
-            "summary": evaluation.summary, "sections": sections}
+      }
+    )
+  result = {
+    "metadata": dict(metadata or {}),
+    "definitions": DEFINITIONS,
+    "summary": evaluation.summary,
+    "sections": sections,
+  }
   if evaluation.members:
     result["members"] = [dataclasses.asdict(m) for m in evaluation.members]
     result["member_statistics"] = member_statistics(evaluation.members)
@@ -184,12 +208,15 @@ def format_table(evaluation):
     blocks.append(_members_block(evaluation.members))
     blocks.append(f"=== Ensemble of the {len(evaluation.members)} models (anomaly scores averaged) ===\n")
   if labelled:
-    blocks += [_sections_block(labelled, evaluation.summary["max_fpr"]),
-               _means_block(evaluation.summary, len(labelled)),
-               _authors_block(evaluation.summary["authors"])]
+    blocks += [
+      _sections_block(labelled, evaluation.summary["max_fpr"]),
+      _means_block(evaluation.summary, len(labelled)),
+      _authors_block(evaluation.summary["authors"]),
+    ]
   if unlabelled:
-    blocks.append(f"Metrics not computed (no ground truth) for {len(unlabelled)} section(s): "
-                  + ", ".join(unlabelled) + "\n")
+    blocks.append(
+      f"Metrics not computed (no ground truth) for {len(unlabelled)} section(s): " + ", ".join(unlabelled) + "\n"
+    )
   return "\n".join(blocks)
 
 
@@ -197,15 +224,20 @@ def _members_block(members):
   """Each model evaluated alone, and mean +- std over them: the paper's way of reporting runs."""
   stats = member_statistics(members)
   rows = [[str(k), _pct(m.summary["official_score"]), m.workdir] for k, m in enumerate(members)]
-  text = (f"=== The {len(members)} models, each evaluated alone (the paper reports these as mean +- std) ===\n"
-          + _grid(["member", "official", "run"], rows) + "\n\n")
+  text = (
+    f"=== The {len(members)} models, each evaluated alone (the paper reports these as mean +- std) ===\n"
+    + _grid(["member", "official", "run"], rows)
+    + "\n\n"
+  )
   keys = ("auc_source", "auc_target", "pauc", "authors_auc_source", "authors_auc_target", "authors_pauc")
   header = ["machine", "AUC-S", "AUC-T", "pAUC", "authors AUC-S", "authors AUC-T", "authors pAUC"]
   rows = [[group] + [_pct_std(figures[k]) for k in keys] for group, figures in stats["groups"].items()]
   official = stats["official_score"]
-  return (text + "Mean +- std over the models (%, population std); AUC-S/AUC-T/pAUC official, authors' "
-          "per-domain figures beside them\n" + _grid(header, rows) + "\n\n"
-          f"Official score, mean +- std over {stats['n_runs']} models: {_pct_std(official)}\n")
+  return (
+    text + "Mean +- std over the models (%, population std); AUC-S/AUC-T/pAUC official, authors' "
+    "per-domain figures beside them\n" + _grid(header, rows) + "\n\n"
+    f"Official score, mean +- std over {stats['n_runs']} models: {_pct_std(official)}\n"
+  )
 
 
 def _pct_std(figure):
@@ -216,12 +248,23 @@ def _pct_std(figure):
 
 def _sections_block(labelled, max_fpr):
   header = ["machine", "sec", "AUC-S", "AUC-T", "pAUC", "AUC", "P-S", "P-T", "R-S", "R-T", "F1-S", "F1-T"]
-  keys = ("auc_source", "auc_target", "pauc", "auc", "precision_source", "precision_target",
-          "recall_source", "recall_target", "f1_source", "f1_target")
+  keys = (
+    "auc_source",
+    "auc_target",
+    "pauc",
+    "auc",
+    "precision_source",
+    "precision_target",
+    "recall_source",
+    "recall_target",
+    "f1_source",
+    "f1_target",
+  )
   rows = [[s.machine, s.section] + [_pct(getattr(m, k)) for k in keys] for s, m in labelled]
-  return ("Official DCASE metrics per section (%). AUC-S/AUC-T: the domain's normals + all anomalies;\n"
-          f"pAUC: all clips, max FPR {max_fpr:g}; P/R/F1: decisions of each domain's clips.\n"
-          + _grid(header, rows) + "\n")
+  return (
+    "Official DCASE metrics per section (%). AUC-S/AUC-T: the domain's normals + all anomalies;\n"
+    f"pAUC: all clips, max FPR {max_fpr:g}; P/R/F1: decisions of each domain's clips.\n" + _grid(header, rows) + "\n"
+  )
 
 
 def _means_block(summary, n_sections):
@@ -230,25 +273,31 @@ def _means_block(summary, n_sections):
   rows = []
   for machine, group in groups:
     hm, src, tgt = group["hmean"], group["hmean_source"], group["hmean_target"]
-    rows.append([machine] + [_pct(v) for v in (src["auc"], tgt["auc"], hm["auc"], hm["pauc"],
-                                               src["f1"], tgt["f1"], hm["f1"])])
-  text = ("Harmonic means per machine type and over all sections (%)\n" + _grid(header, rows) + "\n\n"
-          f"Official score: {_pct(summary['official_score'])} (harmonic mean of {3 * n_sections} "
-          "values: AUC-S, AUC-T and pAUC of every section)\n")
+    rows.append(
+      [machine] + [_pct(v) for v in (src["auc"], tgt["auc"], hm["auc"], hm["pauc"], src["f1"], tgt["f1"], hm["f1"])]
+    )
+  text = (
+    "Harmonic means per machine type and over all sections (%)\n" + _grid(header, rows) + "\n\n"
+    f"Official score: {_pct(summary['official_score'])} (harmonic mean of {3 * n_sections} "
+    "values: AUC-S, AUC-T and pAUC of every section)\n"
+  )
   if summary.get("official_score_ci95") is not None:
-    text += (f"Official score ci95 (the evaluator's jackknife): +/-{100 * summary['official_score_ci95']:.4f}"
-             " percentage points\n")
+    text += (
+      f"Official score ci95 (the evaluator's jackknife): +/-{100 * summary['official_score_ci95']:.4f}"
+      " percentage points\n"
+    )
   return text
 
 
 def _authors_block(authors):
   header = ["machine", "AUC-S", "pAUC-S", "AUC-T", "pAUC-T", "AUC", "pAUC"]
-  keys = ("authors_auc_source", "authors_pauc_source", "authors_auc_target", "authors_pauc_target",
-          "auc", "pauc")
+  keys = ("authors_auc_source", "authors_pauc_source", "authors_auc_target", "authors_pauc_target", "auc", "pauc")
   groups = list(authors["machines"].items()) + [("all", authors["all"])]
   rows = [[machine] + [_pct(group[k]) for k in keys] for machine, group in groups]
-  return ("Authors' per-domain figures (%), NOT the official definition: each domain's own normals "
-          "and own anomalies;\nharmonic means over sections\n" + _grid(header, rows) + "\n")
+  return (
+    "Authors' per-domain figures (%), NOT the official definition: each domain's own normals "
+    "and own anomalies;\nharmonic means over sections\n" + _grid(header, rows) + "\n"
+  )
 
 
 def _pct(value):

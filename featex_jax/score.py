@@ -9,6 +9,7 @@ scored here gets the score it has in the submission files. The machine type come
 folder (`<machine>/test/x.wav` or `<machine>/x.wav`) or --machine, the section from the file
 name or --section.
 """
+
 import argparse
 import dataclasses
 import json
@@ -16,12 +17,12 @@ import pathlib
 
 import numpy as np
 
-from featex_jax import embedding
 from featex_jax import compilation_cache
+from featex_jax import detector
+from featex_jax import embedding
 from featex_jax import evaluate
 from featex_jax import files
 from featex_jax import input_pipeline
-from featex_jax import detector
 from featex_jax.data import audio as audio_io
 from featex_jax.data import classes as classes_lib
 from featex_jax.data import errors
@@ -76,15 +77,18 @@ def score_recordings(workdir, items, batch_size=16, progress=True):
   keys = [evaluate.group_key((r.machine, r.section)) for r in items]
   unknown = sorted({k for k in keys if k not in scoring_info["thresholds"]})
   if unknown:
-    raise errors.DataError(f"no centres for {', '.join(unknown)}; this run knows {sorted(scoring_info['thresholds'])}"
-                           " (give --machine/--section if the folder or file name misleads)")
+    raise errors.DataError(
+      f"no centres for {', '.join(unknown)}; this run knows {sorted(scoring_info['thresholds'])}"
+      " (give --machine/--section if the folder or file name misleads)"
+    )
   members = [embedding.load_member(member_dir, classes) for member_dir in scoring_info["members"]]
   waves = _decode(items, members[0].config.data.sample_rate)
   member_scores = []
   for member in members:
     centres = np.load(member.workdir / evaluate.CENTRES_FILE)
-    embeddings = embedding.embed_waveforms(member, waves, [input_pipeline.clip_key(r) for r in items],
-                                           [r.path for r in items], batch_size, progress)
+    embeddings = embedding.embed_waveforms(
+      member, waves, [input_pipeline.clip_key(r) for r in items], [r.path for r in items], batch_size, progress
+    )
     scores = np.empty(len(items))
     for key in set(keys):
       rows = [i for i, k in enumerate(keys) if k == key]
@@ -100,8 +104,9 @@ def _decode(items, sample_rate):
   loaded = [audio_io.try_load_audio(r.path, sample_rate) for r in items]
   problems = [problem for _, problem in loaded if problem]
   if problems:
-    raise errors.DataError(errors.listing(f"{len(problems)} of {len(items)} recordings cannot be scored", problems,
-                                          limit=len(problems)))
+    raise errors.DataError(
+      errors.listing(f"{len(problems)} of {len(items)} recordings cannot be scored", problems, limit=len(problems))
+    )
   return [wave for wave, _ in loaded]
 
 
@@ -118,8 +123,10 @@ def main(argv=None):
   compilation_cache.enable(args.compilation_cache)
   items = recordings(args.paths, args.machine, args.section)
   scores, decisions = score_recordings(args.workdir, items, progress=not args.no_progress)
-  rows = [(r.path, r.machine, r.section, f"{s:.6f}", "anomaly" if d else "normal")
-          for r, s, d in zip(items, scores, decisions)]
+  rows = [
+    (r.path, r.machine, r.section, f"{s:.6f}", "anomaly" if d else "normal")
+    for r, s, d in zip(items, scores, decisions)
+  ]
   width = max(len(r[0]) for r in rows)
   print(f"{'file':<{width}}  machine  section  score     decision")
   for path, machine, section, score, decision in rows:

@@ -5,6 +5,7 @@ the train step, the embedding function of evaluation and scoring, and the checkp
 The mesh spans the devices of every host; each process contributes its share of a global
 batch (`global_batch`), so the same program runs on one CPU, one GPU or a TPU pod.
 """
+
 import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P

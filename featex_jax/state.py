@@ -5,6 +5,7 @@ scoring and the Keras conversion build and restore it the same way. As in
 `flax.training.train_state.TrainState`, the optimiser travels inside the state (a static
 field: it is code, not data, so checkpoints hold only arrays, exactly as before).
 """
+
 import dataclasses
 
 import flax
@@ -21,6 +22,7 @@ from featex_jax.errors import ConfigError
 @dataclasses.dataclass(frozen=True)
 class Head:
   """One sub-cluster AdaCos head: its classes, loss weight and whether its centres train."""
+
   name: str
   n_classes: int
   weight: float
@@ -50,18 +52,20 @@ def heads_for(config, n_classes):
 
 class TrainState(flax.struct.PyTreeNode):
   """Everything a resumed run needs besides the config: the data position is `step`."""
+
   step: jax.Array
-  params: dict        # {'backbone': network params, 'centres': {head: (2D, classes*16)}}
+  params: dict  # {'backbone': network params, 'centres': {head: (2D, classes*16)}}
   batch_stats: dict
   opt_state: optax.OptState
-  scales: dict        # {head: adaptive AdaCos scale s}
+  scales: dict  # {head: adaptive AdaCos scale s}
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
   def apply_gradients(self, grads, **changes):
     """One optimiser step; `changes` replaces other fields (new statistics and scales)."""
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-    return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
-                        opt_state=opt_state, **changes)
+    return self.replace(
+      step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state, **changes
+    )
 
 
 def optimizer(config, heads):
@@ -75,8 +79,11 @@ def optimizer(config, heads):
   trainable = {h.name: h.trainable for h in heads}
 
   def labels(params):
-    return {"backbone": jax.tree.map(lambda _: "train", params["backbone"]),
-            "centres": {name: "train" if trainable[name] else "frozen" for name in params["centres"]}}
+    return {
+      "backbone": jax.tree.map(lambda _: "train", params["backbone"]),
+      "centres": {name: "train" if trainable[name] else "frozen" for name in params["centres"]},
+    }
+
   return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
 
 
@@ -84,15 +91,19 @@ def create_train_state(config, network, heads, key):
   """Initial state: Keras initialisers for the network, glorot-uniform centres, s = s_init."""
   key_model, key_centres = jax.random.split(key)
   dummy = jnp.zeros((1, config.data.clip_samples), jnp.float32)
-  variables = jax.jit(network.init, static_argnames="train")(key_model, dummy, train=False)  # one compile, not one per op
+  variables = jax.jit(network.init, static_argnames="train")(
+    key_model, dummy, train=False
+  )  # one compile, not one per op
   n_sub = config.loss.n_subclusters
   embedding_dim = 2 * config.model.embedding_dim
   centre_keys = jax.random.split(key_centres, len(heads))
-  params = {"backbone": variables["params"],
-            "centres": {h.name: adacos.init_centres(k, embedding_dim, h.n_classes, n_sub)
-                        for h, k in zip(heads, centre_keys)}}
-  return from_arrays(config, heads, params, variables["batch_stats"],
-                     {h.name: adacos.initial_scale(h.n_classes, n_sub) for h in heads})
+  params = {
+    "backbone": variables["params"],
+    "centres": {h.name: adacos.init_centres(k, embedding_dim, h.n_classes, n_sub) for h, k in zip(heads, centre_keys)},
+  }
+  return from_arrays(
+    config, heads, params, variables["batch_stats"], {h.name: adacos.initial_scale(h.n_classes, n_sub) for h in heads}
+  )
 
 
 def from_arrays(config, heads, params, batch_stats, scales, step=0):
@@ -101,8 +112,14 @@ def from_arrays(config, heads, params, batch_stats, scales, step=0):
   tx = optimizer(config, heads)
   as_arrays = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
   params = as_arrays(params)
-  return TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=as_arrays(batch_stats),
-                    opt_state=tx.init(params), scales={k: jnp.float32(v) for k, v in scales.items()}, tx=tx)
+  return TrainState(
+    step=jnp.asarray(step, jnp.int32),
+    params=params,
+    batch_stats=as_arrays(batch_stats),
+    opt_state=tx.init(params),
+    scales={k: jnp.float32(v) for k, v in scales.items()},
+    tx=tx,
+  )
 
 
 def restore(workdir, config, network, heads, step, mesh=None):
@@ -110,10 +127,10 @@ def restore(workdir, config, network, heads, step, mesh=None):
   replicated on `mesh` (default: one local device); a clear error when it does not fit."""
   mesh = mesh or sharding.local_mesh()
   abstract = jax.eval_shape(lambda: create_train_state(config, network, heads, jax.random.key(0)))
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
-                        abstract)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), abstract)
   try:
     return checkpoint.restore(checkpoint.manager(workdir, create=False), target, step)
   except Exception as error:  # orbax reports mismatches deep inside; name the run instead
     raise checkpoint.CheckpointMismatchError(
-        f"checkpoint {workdir}/checkpoints/{step} does not match {workdir}/config.json: {error}") from error
+      f"checkpoint {workdir}/checkpoints/{step} does not match {workdir}/config.json: {error}"
+    ) from error

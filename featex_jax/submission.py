@@ -12,6 +12,7 @@ than silently misaligned labels.
 
 scores any system's submission folder with this project's (the official) metrics.
 """
+
 import argparse
 import csv
 import dataclasses
@@ -31,8 +32,7 @@ from featex_jax.errors import listing
 
 def submission_file_names(machine, section):
   ss = results.section_id(section)
-  return (f"anomaly_score_{machine}_section_{ss}_test.csv",
-          f"decision_result_{machine}_section_{ss}_test.csv")
+  return (f"anomaly_score_{machine}_section_{ss}_test.csv", f"decision_result_{machine}_section_{ss}_test.csv")
 
 
 def write_submissions(out_dir, sections):
@@ -100,16 +100,20 @@ def _attach_truth(section, table, where):
     if len(set(names)) != len(names):
       problems.append("some files are scored twice")
     raise DataError(f"{section.name}: {where} does not cover the scored files: " + "; ".join(problems))
-  return dataclasses.replace(section, is_anomaly=np.array([table[n].label == "anomaly" for n in names]),
-                             is_target=np.array([table[n].domain == "target" for n in names]))
+  return dataclasses.replace(
+    section,
+    is_anomaly=np.array([table[n].label == "anomaly" for n in names]),
+    is_target=np.array([table[n].domain == "target" for n in names]),
+  )
 
 
 def _submission_rows(s):
   """Both files' text for one section, after checking everything that could make them wrong."""
   n = len(s.file_names)
   if s.scores.shape != (n,) or s.decisions.shape != (n,):
-    raise ValueError(f"{s.name}: {n} file names but scores of shape {s.scores.shape} and "
-                     f"decisions of shape {s.decisions.shape}")
+    raise ValueError(
+      f"{s.name}: {n} file names but scores of shape {s.scores.shape} and decisions of shape {s.decisions.shape}"
+    )
   if n == 0:
     raise ValueError(f"{s.name}: no test clips to write")
   if len(set(s.file_names)) != n:

@@ -11,6 +11,7 @@ evaluates the same ensemble. `sweep.json` beside each run and ensemble records w
 (config with its data, checkpoint step, cost): a rerun skips what matches and resumes the rest (an
 interrupted training continues from its last checkpoint).
 """
+
 import dataclasses
 import json
 import pathlib
@@ -31,8 +32,15 @@ from featex_jax.data import layout
 
 RECORD = "sweep.json"
 # Config fields that change neither the trained weights nor the scores.
-_IRRELEVANT = ("train.checkpoint_every_steps", "train.keep_checkpoints", "train.log_every_steps",
-               "train.ensemble_size", "data.prefetch_batches", "data.cache_dir", "data.generate_synthetic")
+_IRRELEVANT = (
+  "train.checkpoint_every_steps",
+  "train.keep_checkpoints",
+  "train.log_every_steps",
+  "train.ensemble_size",
+  "data.prefetch_batches",
+  "data.cache_dir",
+  "data.generate_synthetic",
+)
 # ... nor the trained weights (training reads no test clip).
 _NOT_TRAINING = ("eval.", "data.ground_truth")
 
@@ -44,6 +52,7 @@ class SweepError(errors.ConfigError):
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One (variant, seed) run of a sweep."""
+
   variant: str
   member: int
   workdir: pathlib.Path
@@ -74,11 +83,16 @@ def plan(dataset, variants, seeds, workdir, overrides=None, data_dirs=None, grou
       config.data.ground_truth = str(pathlib.Path(config.data.ground_truth).absolute())
     if not config.data.cache_dir:
       config.data.cache_dir = str(workdir.absolute() / ".featex_cache")
-    extra = sorted(p.name for p in (workdir / variant).glob("member_*")
-                   if not p.name[len("member_"):].isdigit() or int(p.name[len("member_"):]) >= seeds)
+    extra = sorted(
+      p.name
+      for p in (workdir / variant).glob("member_*")
+      if not p.name[len("member_") :].isdigit() or int(p.name[len("member_") :]) >= seeds
+    )
     if extra:
-      raise SweepError(f"{workdir / variant} holds {', '.join(extra)} beyond --seeds {seeds}: the ensemble would "
-                       "not match the table; ask for more seeds or use another --workdir")
+      raise SweepError(
+        f"{workdir / variant} holds {', '.join(extra)} beyond --seeds {seeds}: the ensemble would "
+        "not match the table; ask for more seeds or use another --workdir"
+      )
     for k in range(seeds):
       member = config.copy_and_resolve_references()
       member.seed = config.seed + k
@@ -97,14 +111,21 @@ def _same_config(saved, config, also_ignored=()):
 
 
 def _is_trained(run, record):
-  return (record is not None and _same_config(record["config"], run.config, _NOT_TRAINING)
-          and record.get("trained_step") is not None and record["trained_step"] == checkpoint.latest_step(run.workdir))
+  return (
+    record is not None
+    and _same_config(record["config"], run.config, _NOT_TRAINING)
+    and record.get("trained_step") is not None
+    and record["trained_step"] == checkpoint.latest_step(run.workdir)
+  )
 
 
 def _is_evaluated(run, record):
-  return (_is_trained(run, record) and _same_config(record["config"], run.config)
-          and record.get("evaluated_step") == record["trained_step"]
-          and (run.workdir / "eval" / "results.json").is_file())
+  return (
+    _is_trained(run, record)
+    and _same_config(record["config"], run.config)
+    and record.get("evaluated_step") == record["trained_step"]
+    and (run.workdir / "eval" / "results.json").is_file()
+  )
 
 
 def _train(run, record, progress):
@@ -117,9 +138,15 @@ def _train(run, record, progress):
   steps = int(state.step) - start
   earlier = record.get("train") if record is not None and start > 0 else None
   train_cost = earlier or {"seconds": 0.0, "steps": 0, "clips": 0}
-  return {"config": configuration.to_dict(run.config), "trained_step": int(state.step),
-          "train": {"seconds": train_cost["seconds"] + seconds, "steps": train_cost["steps"] + steps,
-                    "clips": train_cost["clips"] + steps * run.config.train.batch_size}}
+  return {
+    "config": configuration.to_dict(run.config),
+    "trained_step": int(state.step),
+    "train": {
+      "seconds": train_cost["seconds"] + seconds,
+      "steps": train_cost["steps"] + steps,
+      "clips": train_cost["clips"] + steps * run.config.train.batch_size,
+    },
+  }
 
 
 def _evaluate(workdir, progress):
@@ -158,8 +185,10 @@ def run(runs, table_name="table", progress=True, log=print):
       record.update(config=configuration.to_dict(r.config), evaluated_step=steps[0], eval={"seconds": seconds})
       files.write_json(r.workdir / RECORD, record)
   if not single_process:
-    log("Multi-host training done. Evaluation is single-host: run the same command on one host without "
-        "--distributed/--coordinator_address/--num_processes/--process_id to evaluate and write the tables.")
+    log(
+      "Multi-host training done. Evaluation is single-host: run the same command on one host without "
+      "--distributed/--coordinator_address/--num_processes/--process_id to evaluate and write the tables."
+    )
     return None
   _evaluate_ensembles(runs, progress, log)
   return write_tables(runs, table_name, log)
@@ -170,17 +199,24 @@ def _evaluate_ensembles(runs, progress, log):
   for variant in dict.fromkeys(r.variant for r in runs):
     members = [r for r in runs if r.variant == variant]
     folder = members[0].workdir.parent
-    done = {"members": [str(r.workdir.absolute()) for r in members],
-            "steps": [_read_record(r.workdir)["trained_step"] for r in members]}
+    done = {
+      "members": [str(r.workdir.absolute()) for r in members],
+      "steps": [_read_record(r.workdir)["trained_step"] for r in members],
+    }
     record = _read_record(folder)
-    if (record is not None and {k: record.get(k) for k in done} == done
-        and _same_config(record["config"], members[0].config) and (folder / "eval" / "results.json").is_file()):
+    if (
+      record is not None
+      and {k: record.get(k) for k in done} == done
+      and _same_config(record["config"], members[0].config)
+      and (folder / "eval" / "results.json").is_file()
+    ):
       log(f"{variant}: ensemble of {len(members)} evaluated, skipped")
       continue
     log(f"{variant}: evaluating the ensemble of {len(members)}")
     _, seconds = _evaluate(folder, progress)
-    files.write_json(folder / RECORD, dict(done, config=configuration.to_dict(members[0].config),
-                                           eval={"seconds": seconds}))
+    files.write_json(
+      folder / RECORD, dict(done, config=configuration.to_dict(members[0].config), eval={"seconds": seconds})
+    )
 
 
 def write_tables(runs, table_name, log=print):
@@ -200,19 +236,36 @@ def write_tables(runs, table_name, log=print):
   for r in runs:
     record = _read_record(r.workdir)
     figures[r.variant].append(paper_tables.run_figures(_results(r.workdir), splits))
-    run_costs.append({"variant": r.variant, "member": r.member, "seed": r.config.seed,
-                      "train_seconds": record["train"]["seconds"], "train_clips": record["train"]["clips"],
-                      "eval_seconds": record["eval"]["seconds"]})
+    run_costs.append(
+      {
+        "variant": r.variant,
+        "member": r.member,
+        "seed": r.config.seed,
+        "train_seconds": record["train"]["seconds"],
+        "train_clips": record["train"]["clips"],
+        "eval_seconds": record["eval"]["seconds"],
+      }
+    )
   ensembles = {v: paper_tables.run_figures(_results(folders[v]), splits) for v in variants}
   ensemble_costs = [{"variant": v, "eval_seconds": _read_record(folders[v])["eval"]["seconds"]} for v in variants]
-  table = paper_tables.build(config.dataset, variants, variants_lib.TITLES, figures, ensembles,
-                             seeds=max(r.member for r in runs) + 1)
-  table["runs"] = [{"variant": r.variant, "member": r.member, "seed": r.config.seed, "workdir": str(r.workdir),
-                    "figures": figures[r.variant][r.member]} for r in runs]
+  table = paper_tables.build(
+    config.dataset, variants, variants_lib.TITLES, figures, ensembles, seeds=max(r.member for r in runs) + 1
+  )
+  table["runs"] = [
+    {
+      "variant": r.variant,
+      "member": r.member,
+      "seed": r.config.seed,
+      "workdir": str(r.workdir),
+      "figures": figures[r.variant][r.member],
+    }
+    for r in runs
+  ]
   table["ensembles"] = {v: {"workdir": str(folders[v]), "figures": ensembles[v]} for v in variants}
   devices = jax.devices()
-  cost = paper_tables.cost_summary(run_costs, ensemble_costs,
-                                   f"{len(devices)} x {devices[0].device_kind} ({devices[0].platform})")
+  cost = paper_tables.cost_summary(
+    run_costs, ensemble_costs, f"{len(devices)} x {devices[0].device_kind} ({devices[0].platform})"
+  )
   markdown = paper_tables.write_all(out, table_name, table, cost)
   log(markdown)
   log(f"Tables in {out}: {table_name}.md, .csv, .json, .png")

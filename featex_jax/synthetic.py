@@ -11,12 +11,13 @@ Every clip is a function of (seed, machine type, section, domain, split, label, 
 so the output is the same whatever the counts asked for elsewhere, and clips are written one
 at a time (bounded memory at any size). The output folder appears only when complete.
 """
+
 import argparse
 import concurrent.futures
-import multiprocessing
 import dataclasses
 import inspect
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -27,8 +28,22 @@ import soundfile
 from featex_jax import errors
 from featex_jax.data import ground_truth
 
-MACHINE_TYPES = ("hum", "whine", "buzz", "drone", "rattle", "whirr", "throb", "chirp", "growl", "purr",
-                 "clatter", "hiss", "thrum", "wobble")
+MACHINE_TYPES = (
+  "hum",
+  "whine",
+  "buzz",
+  "drone",
+  "rattle",
+  "whirr",
+  "throb",
+  "chirp",
+  "growl",
+  "purr",
+  "clatter",
+  "hiss",
+  "thrum",
+  "wobble",
+)
 SOURCE_ATTRIBUTES = tuple((speed, load) for speed in (1, 2, 3) for load in (1, 2))
 TARGET_ATTRIBUTES = ((5, 1), (5, 2))
 ANOMALIES = ("partial", "clicks", "flutter")
@@ -47,13 +62,14 @@ def machine_name(index):
 @dataclasses.dataclass(frozen=True)
 class MachineSound:
   """What makes one machine type sound like itself."""
-  f0: float                 # fundamental (Hz) at speed 2, section 0
+
+  f0: float  # fundamental (Hz) at speed 2, section 0
   harmonic_amplitudes: tuple
-  tilt: float               # extra harmonic roll-off per unit of load
-  noise_cutoff: float       # Hz, corner of the low-pass noise colour
-  noise_slope: float        # roll-off exponent above the corner
-  noise_level: float        # noise RMS relative to the machine's RMS
-  wobble_rate: float        # Hz, slow amplitude modulation
+  tilt: float  # extra harmonic roll-off per unit of load
+  noise_cutoff: float  # Hz, corner of the low-pass noise colour
+  noise_slope: float  # roll-off exponent above the corner
+  noise_level: float  # noise RMS relative to the machine's RMS
+  wobble_rate: float  # Hz, slow amplitude modulation
   wobble_depth: float
   background_cutoff: float  # Hz, colour of the target domain's background noise
 
@@ -65,16 +81,22 @@ def machine_sound(seed, index):
   harmonics = np.arange(1, _HARMONICS + 1)
   amplitudes = harmonics ** -rng.uniform(0.5, 1.3) * rng.uniform(0.3, 1.0, _HARMONICS)
   return MachineSound(
-      f0=float(55.0 * 16.0 ** position), harmonic_amplitudes=tuple(amplitudes.tolist()),
-      tilt=float(rng.uniform(0.15, 0.3)), noise_cutoff=float(rng.uniform(300, 3000)),
-      noise_slope=float(rng.uniform(1.0, 2.5)), noise_level=float(rng.uniform(0.15, 0.4)),
-      wobble_rate=float(rng.uniform(0.5, 6.0)), wobble_depth=float(rng.uniform(0.05, 0.2)),
-      background_cutoff=float(rng.uniform(2000, 6000)))
+    f0=float(55.0 * 16.0**position),
+    harmonic_amplitudes=tuple(amplitudes.tolist()),
+    tilt=float(rng.uniform(0.15, 0.3)),
+    noise_cutoff=float(rng.uniform(300, 3000)),
+    noise_slope=float(rng.uniform(1.0, 2.5)),
+    noise_level=float(rng.uniform(0.15, 0.4)),
+    wobble_rate=float(rng.uniform(0.5, 6.0)),
+    wobble_depth=float(rng.uniform(0.05, 0.2)),
+    background_cutoff=float(rng.uniform(2000, 6000)),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class ClipSpec:
   """One clip to synthesise; also its development-set file name."""
+
   machine_index: int
   section: int
   domain: str
@@ -90,12 +112,21 @@ class ClipSpec:
 
   @property
   def dev_name(self):
-    return (f"section_{self.section:02d}_{self.domain}_{self.split}_{self.label}_{self.index:04d}_"
-            f"{self.attributes}")
+    return f"section_{self.section:02d}_{self.domain}_{self.split}_{self.label}_{self.index:04d}_{self.attributes}"
 
   def rng(self, seed):
-    return np.random.default_rng([seed, 2, self.machine_index, self.section, DOMAINS.index(self.domain),
-                                  SPLITS.index(self.split), LABELS.index(self.label), self.index])
+    return np.random.default_rng(
+      [
+        seed,
+        2,
+        self.machine_index,
+        self.section,
+        DOMAINS.index(self.domain),
+        SPLITS.index(self.split),
+        LABELS.index(self.label),
+        self.index,
+      ]
+    )
 
 
 def _coloured_noise(rng, n, sample_rate, cutoff, slope):
@@ -103,21 +134,22 @@ def _coloured_noise(rng, n, sample_rate, cutoff, slope):
   spectrum = np.fft.rfft(rng.standard_normal(n))
   frequencies = np.fft.rfftfreq(n, 1.0 / sample_rate)
   noise = np.fft.irfft(spectrum / (1.0 + (frequencies / cutoff) ** 2) ** (slope / 2), n)
-  return noise / np.sqrt(np.mean(noise ** 2))
+  return noise / np.sqrt(np.mean(noise**2))
 
 
 def _anomaly(rng, kind, t, f0, n, sample_rate):
   """(additive part, multiplicative part) of a fault, relative to a unit-RMS machine sound."""
-  if kind == "partial":   # a faint inharmonic partial, e.g. a damaged bearing's tone
+  if kind == "partial":  # a faint inharmonic partial, e.g. a damaged bearing's tone
     ratio = rng.integers(1, 5) + rng.uniform(0.25, 0.75)
     return rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * f0 * ratio * t + rng.uniform(0, 2 * np.pi)), 1.0
-  if kind == "clicks":    # sparse short bursts, e.g. a loose part knocking
+  if kind == "clicks":  # sparse short bursts, e.g. a loose part knocking
     clicks = np.zeros(n)
     count = max(1, int(rng.uniform(1.0, 4.0) * n / sample_rate))
     burst = np.exp(-np.arange(int(0.004 * sample_rate)) / (0.001 * sample_rate)) * rng.standard_normal(
-        int(0.004 * sample_rate))
+      int(0.004 * sample_rate)
+    )
     for start in rng.integers(0, n - len(burst), count):
-      clicks[start:start + len(burst)] += burst
+      clicks[start : start + len(burst)] += burst
     return rng.uniform(1.0, 3.0) * clicks, 1.0
   # flutter: a fast amplitude modulation, e.g. an unbalanced rotor
   return 0.0, 1.0 + rng.uniform(0.1, 0.3) * np.sin(2 * np.pi * rng.uniform(9, 20) * t)
@@ -155,8 +187,9 @@ def synthesize(spec, sound, seconds, sample_rate, seed):
   offsets = rng.uniform(0, 2 * np.pi, _HARMONICS)
   machine = _harmonic_stack(phase, amplitudes, offsets)
   wobble = 1 + sound.wobble_depth * (0.7 + 0.6 * (spec.load - 1)) * np.sin(
-      2 * np.pi * sound.wobble_rate * t + rng.uniform(0, 2 * np.pi))
-  machine *= wobble / np.sqrt(np.mean(machine ** 2))
+    2 * np.pi * sound.wobble_rate * t + rng.uniform(0, 2 * np.pi)
+  )
+  machine *= wobble / np.sqrt(np.mean(machine**2))
   if spec.label == "anomaly":
     added, scaled = _anomaly(rng, anomaly_kind(spec, seed), t, f0, n, sample_rate)
     machine = machine * scaled + added
@@ -170,19 +203,27 @@ def synthesize(spec, sound, seconds, sample_rate, seed):
 def clip_specs(machine_index, sections, train_per_section, target_train_per_section, test_per_section):
   """Every clip of one machine type: training clips (source, then target), then test clips."""
   if test_per_section and test_per_section < 4:
-    raise errors.ConfigError(f"test_per_section must be 0 or at least 4 (one per domain and label), got {test_per_section}")
+    raise errors.ConfigError(
+      f"test_per_section must be 0 or at least 4 (one per domain and label), got {test_per_section}"
+    )
   specs = []
   for section in range(sections):
-    for domain, count, attributes in (("source", train_per_section, SOURCE_ATTRIBUTES),
-                                      ("target", target_train_per_section, TARGET_ATTRIBUTES)):
-      specs += [ClipSpec(machine_index, section, domain, "train", "normal", i, *attributes[i % len(attributes)])
-                for i in range(count)]
-    cells = [(d, l) for d in DOMAINS for l in LABELS]
+    for domain, count, attributes in (
+      ("source", train_per_section, SOURCE_ATTRIBUTES),
+      ("target", target_train_per_section, TARGET_ATTRIBUTES),
+    ):
+      specs += [
+        ClipSpec(machine_index, section, domain, "train", "normal", i, *attributes[i % len(attributes)])
+        for i in range(count)
+      ]
+    cells = [(domain, label) for domain in DOMAINS for label in LABELS]
     for cell, (domain, label) in enumerate(cells):
       attributes = SOURCE_ATTRIBUTES if domain == "source" else TARGET_ATTRIBUTES
       count = test_per_section // 4 + (cell < test_per_section % 4)
-      specs += [ClipSpec(machine_index, section, domain, "test", label, i, *attributes[i % len(attributes)])
-                for i in range(count)]
+      specs += [
+        ClipSpec(machine_index, section, domain, "test", label, i, *attributes[i % len(attributes)])
+        for i in range(count)
+      ]
   return specs
 
 
@@ -202,7 +243,7 @@ def _generate_root(root, machine_indices, counts, seconds, sample_rate, seed, ev
     for split in SPLITS:
       os.makedirs(os.path.join(root, machine, split), exist_ok=True)
     order = {}
-    if evaluation:   # anonymous test names in a shuffled order, as the official evaluation sets
+    if evaluation:  # anonymous test names in a shuffled order, as the official evaluation sets
       for section in range(counts["sections"]):
         tests = [s for s in specs if s.split == "test" and s.section == section]
         permutation = np.random.default_rng([seed, 3, machine_index, section]).permutation(len(tests))
@@ -211,8 +252,9 @@ def _generate_root(root, machine_indices, counts, seconds, sample_rate, seed, ev
       file_name = spec.dev_name + ".wav"
       if spec in order:
         file_name = f"section_{spec.section:02d}_{order[spec]:04d}.wav"
-        truth.append(ground_truth.Row(machine, f"{spec.section:02d}", file_name, spec.dev_name, spec.label,
-                                      spec.domain))
+        truth.append(
+          ground_truth.Row(machine, f"{spec.section:02d}", file_name, spec.dev_name, spec.label, spec.domain)
+        )
       jobs.append((os.path.join(root, machine, spec.split, file_name), spec, sound, seconds, sample_rate, seed))
   for _ in map_fn(_render, jobs):
     pass
@@ -221,8 +263,19 @@ def _generate_root(root, machine_indices, counts, seconds, sample_rate, seed, ev
   return {split: sum(job[1].split == split for job in jobs) for split in SPLITS}
 
 
-def generate(out_dir, machines=3, sections=1, train_per_section=48, target_train_per_section=4,
-             test_per_section=16, seconds=4.0, sample_rate=16000, seed=0, layout="dev", workers=1):
+def generate(
+  out_dir,
+  machines=3,
+  sections=1,
+  train_per_section=48,
+  target_train_per_section=4,
+  test_per_section=16,
+  seconds=4.0,
+  sample_rate=16000,
+  seed=0,
+  layout="dev",
+  workers=1,
+):
   """Writes a synthetic data set to `out_dir` (which must not exist or be empty); returns its summary.
 
   layout 'dev': `out_dir/<machine>/{train,test}/` with labelled test names. 'eval': the same
@@ -235,26 +288,39 @@ def generate(out_dir, machines=3, sections=1, train_per_section=48, target_train
   if layout not in LAYOUTS:
     raise errors.ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
   if machines < 1 or sections < 1 or train_per_section < 1 or target_train_per_section < 0 or seconds <= 0:
-    raise errors.ConfigError("need machines, sections, train_per_section >= 1, target_train_per_section >= 0, seconds > 0")
+    raise errors.ConfigError(
+      "need machines, sections, train_per_section >= 1, target_train_per_section >= 0, seconds > 0"
+    )
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
     raise errors.ConfigError(f"{out_dir} exists and is not an empty folder; remove it or choose another")
-  counts = dict(sections=sections, train_per_section=train_per_section,
-                target_train_per_section=target_train_per_section, test_per_section=test_per_section)
+  counts = dict(
+    sections=sections,
+    train_per_section=train_per_section,
+    target_train_per_section=target_train_per_section,
+    test_per_section=test_per_section,
+  )
   dev_types, eval_types = range(machines), range(machines, 2 * machines)
-  parts = {"dev": [("", dev_types, False)], "eval": [("", dev_types, True)],
-           "both": [("dev_data", dev_types, False), ("eval_data", eval_types, True)]}[layout]
+  parts = {
+    "dev": [("", dev_types, False)],
+    "eval": [("", dev_types, True)],
+    "both": [("dev_data", dev_types, False), ("eval_data", eval_types, True)],
+  }[layout]
   os.makedirs(os.path.dirname(out_dir), exist_ok=True)
   staging = tempfile.mkdtemp(dir=os.path.dirname(out_dir), prefix=f".{os.path.basename(out_dir)}.")
   # 'spawn': forking a process that has started JAX's threads can deadlock the child.
-  pool = (concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-          if workers > 1 else None)
+  pool = (
+    concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    if workers > 1
+    else None
+  )
   map_fn = (lambda fn, jobs: pool.map(fn, jobs, chunksize=8)) if pool else map
   try:
     totals = {"train": 0, "test": 0}
     for folder, types, evaluation in parts:
-      part = _generate_root(os.path.join(staging, folder), types, counts, seconds, sample_rate, seed, evaluation,
-                            map_fn)
+      part = _generate_root(
+        os.path.join(staging, folder), types, counts, seconds, sample_rate, seed, evaluation, map_fn
+      )
       totals = {k: totals[k] + part[k] for k in totals}
     if os.path.isdir(out_dir):
       os.rmdir(out_dir)
@@ -267,29 +333,47 @@ def generate(out_dir, machines=3, sections=1, train_per_section=48, target_train
       pool.shutdown(cancel_futures=True)
   roots = [os.path.join(out_dir, folder) if folder else out_dir for folder, _, _ in parts]
   evaluation_roots = [r for r, (_, _, evaluation) in zip(roots, parts) if evaluation]
-  return {"out_dir": out_dir, "layout": layout, "roots": roots,
-          "ground_truth": evaluation_roots[0] if evaluation_roots else None,
-          "machines": [machine_name(i) for _, types, _ in parts for i in types], "sections": sections,
-          "clips": totals, "seconds": seconds, "sample_rate": sample_rate, "seed": seed}
+  return {
+    "out_dir": out_dir,
+    "layout": layout,
+    "roots": roots,
+    "ground_truth": evaluation_roots[0] if evaluation_roots else None,
+    "machines": [machine_name(i) for _, types, _ in parts for i in types],
+    "sections": sections,
+    "clips": totals,
+    "seconds": seconds,
+    "sample_rate": sample_rate,
+    "seed": seed,
+  }
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m featex_jax.synthetic",
-                                   description="Write a synthetic DCASE-format data set.",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser = argparse.ArgumentParser(
+    prog="python -m featex_jax.synthetic",
+    description="Write a synthetic DCASE-format data set.",
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+  )
   parser.add_argument("out", metavar="OUT", help="output folder (must not exist or be empty)")
   defaults = {p.name: p.default for p in inspect.signature(generate).parameters.values()}
-  integers = {"machines": "machine types (per data set)", "sections": "sections per machine type",
-              "train_per_section": "source-domain training clips per section",
-              "target_train_per_section": "target-domain training clips per section",
-              "test_per_section": "test clips per section, split evenly over domain x normal/anomaly",
-              "sample_rate": "Hz", "seed": "random seed: the same seed gives the same bytes",
-              "workers": "processes rendering clips"}
+  integers = {
+    "machines": "machine types (per data set)",
+    "sections": "sections per machine type",
+    "train_per_section": "source-domain training clips per section",
+    "target_train_per_section": "target-domain training clips per section",
+    "test_per_section": "test clips per section, split evenly over domain x normal/anomaly",
+    "sample_rate": "Hz",
+    "seed": "random seed: the same seed gives the same bytes",
+    "workers": "processes rendering clips",
+  }
   for name, text in integers.items():
     parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name], metavar="N", help=text)
   parser.add_argument("--seconds", type=float, default=defaults["seconds"], help="clip length")
-  parser.add_argument("--layout", choices=LAYOUTS, default=defaults["layout"],
-                      help="dev: labelled test names; eval: anonymous names + ground truth; both: dev_data/ + eval_data/")
+  parser.add_argument(
+    "--layout",
+    choices=LAYOUTS,
+    default=defaults["layout"],
+    help="dev: labelled test names; eval: anonymous names + ground truth; both: dev_data/ + eval_data/",
+  )
   parser.add_argument("--json", action="store_true", help="print the summary as JSON")
   args = vars(parser.parse_args(argv))
   as_json, out = args.pop("json"), args.pop("out")
@@ -297,8 +381,10 @@ def main(argv=None):
   if as_json:
     print(json.dumps(summary, indent=2))
   else:
-    print(f"wrote {summary['clips']['train']} training and {summary['clips']['test']} test clips of "
-          f"{len(summary['machines'])} machine type(s) ({', '.join(summary['machines'])}) to {summary['out_dir']}")
+    print(
+      f"wrote {summary['clips']['train']} training and {summary['clips']['test']} test clips of "
+      f"{len(summary['machines'])} machine type(s) ({', '.join(summary['machines'])}) to {summary['out_dir']}"
+    )
     if summary["ground_truth"]:
       print(f"ground truth: {summary['ground_truth']}")
   return 0

@@ -5,6 +5,7 @@ the set) with its true length and an offset; the device tiles and cuts it to the
 length. Tiling a clip and cutting at `offset` equals reading it cyclically from `offset`,
 which is one gather: no 18 s float32 copies cross the host-device link.
 """
+
 import jax.numpy as jnp
 
 INT16_SCALE = 1.0 / 32768.0  # soundfile's float reading of 16-bit PCM

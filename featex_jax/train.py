@@ -19,6 +19,7 @@ means). Padding rather than a second compiled program for the remainder keeps on
 needs) and makes the partial batch the same function of its real clips as an unpadded
 batch of them, on any number of devices (tests: 48 clips padded to 64 = a batch of 48).
 """
+
 import json
 import logging
 import pathlib
@@ -31,16 +32,16 @@ import numpy as np
 from featex_jax import adacos
 from featex_jax import augment
 from featex_jax import checkpoint
-from featex_jax import tiling
 from featex_jax import clip_sets
 from featex_jax import cpu_ops
 from featex_jax import files
+from featex_jax import input_pipeline
 from featex_jax import model as model_lib
 from featex_jax import objective
-from featex_jax import input_pipeline
 from featex_jax import precision
 from featex_jax import sharding
 from featex_jax import state as state_lib
+from featex_jax import tiling
 from featex_jax.data import classes as classes_lib
 from featex_jax.errors import ConfigError
 
@@ -64,14 +65,20 @@ def make_train_step(config, network, heads, n_classes):
     class_labels = jax.nn.one_hot(batch["labels"], n_classes, dtype=jnp.float32)
     if aug.mixup:
       waveforms, class_labels = augment.mixup(key_mixup, waveforms, class_labels, aug.mixup_prob, mask)
-    ssl_labels = (class_labels if loss_cfg.ssl_class_labels
-                  else augment.augmentation_only_labels(class_labels.shape[0]))
+    ssl_labels = class_labels if loss_cfg.ssl_class_labels else augment.augmentation_only_labels(class_labels.shape[0])
     spectrogram = network.magnitude_spectrogram(waveforms)
     if aug.statex:
-      spectrogram, ssl_labels = augment.statex(key_statex, spectrogram, ssl_labels, aug.statex_prob,
-                                               aug.statex_mode, mask)
-    (e1, e2), updates = network.apply({"params": params["backbone"], "batch_stats": batch_stats},
-                                      waveforms, spectrogram, train=True, mask=mask, mutable=["batch_stats"])
+      spectrogram, ssl_labels = augment.statex(
+        key_statex, spectrogram, ssl_labels, aug.statex_prob, aug.statex_mode, mask
+      )
+    (e1, e2), updates = network.apply(
+      {"params": params["backbone"], "batch_stats": batch_stats},
+      waveforms,
+      spectrogram,
+      train=True,
+      mask=mask,
+      mutable=["batch_stats"],
+    )
     embedding = jnp.concatenate([e1, e2], axis=-1)
     inputs = {"classification": (embedding, class_labels), "statex": (embedding, ssl_labels)}
     if aug.featex:
@@ -79,25 +86,37 @@ def make_train_step(config, network, heads, n_classes):
     outputs = {}
     for head in heads:
       head_embedding, labels = inputs[head.name]
-      probs, scale = adacos.head(head_embedding, params["centres"][head.name], scales[head.name], labels,
-                                 n_sub, train=True, mode=loss_cfg.scale_update, mask=mask)
+      probs, scale = adacos.head(
+        head_embedding,
+        params["centres"][head.name],
+        scales[head.name],
+        labels,
+        n_sub,
+        train=True,
+        mode=loss_cfg.scale_update,
+        mask=mask,
+      )
       outputs[head.name] = (probs, labels, scale)
     return outputs, updates["batch_stats"]
 
   def loss_fn(params, batch_stats, batch, key, scales):
     outputs, new_batch_stats = forward(params, batch_stats, batch, key, scales)
     loss, metrics = objective.total_loss(
-        {name: (probs, labels) for name, (probs, labels, _) in outputs.items()},
-        {h.name: h.weight for h in heads},
-        params["backbone"], model_lib.decayed_kernels_mask(params["backbone"]), loss_cfg.weight_decay,
-        batch["mask"])
+      {name: (probs, labels) for name, (probs, labels, _) in outputs.items()},
+      {h.name: h.weight for h in heads},
+      params["backbone"],
+      model_lib.decayed_kernels_mask(params["backbone"]),
+      loss_cfg.weight_decay,
+      batch["mask"],
+    )
     new_scales = {name: scale for name, (_, _, scale) in outputs.items()}
     metrics.update({f"scale/{name}": scale for name, scale in new_scales.items()})
     return loss, (new_batch_stats, new_scales, metrics)
 
   def train_step(state, batch, key):
     grads, (batch_stats, scales, metrics) = jax.grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, batch, key, state.scales)
+      state.params, state.batch_stats, batch, key, state.scales
+    )
     return state.apply_gradients(grads, batch_stats=batch_stats, scales=scales), metrics
 
   return precision.with_matmul_precision(train_step, config.model.matmul_precision)
@@ -107,8 +126,13 @@ def parallel_train_step(train_step, mesh, compiler_options=None):
   """jit the global-batch step over the mesh: state replicated, batch split on axis 0.
   `compiler_options`: XLA's, e.g. cpu_ops.compiler_options(config.model.cpu_kernels)."""
   replicated, split = sharding.replicated(mesh), sharding.batch_split(mesh)
-  return jax.jit(train_step, in_shardings=(replicated, split, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=compiler_options)
+  return jax.jit(
+    train_step,
+    in_shardings=(replicated, split, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+    compiler_options=compiler_options,
+  )
 
 
 def step_key(seed, step):
@@ -132,6 +156,7 @@ def train(config, workdir, progress=True):
   Only process 0 writes metadata and logs; every process reads its share of each batch.
   """
   import tqdm
+
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
   _, all_clips = clip_sets.discover(config)
@@ -150,19 +175,22 @@ def train(config, workdir, progress=True):
   drop_remainder = config.train.drop_remainder
   steps_per_epoch = input_pipeline.steps_per_epoch(len(train_set), batch_size, drop_remainder)
   if steps_per_epoch == 0:
-    raise ConfigError(f"{len(train_set)} training clips are fewer than one batch of {batch_size} "
-                      "and train.drop_remainder=True drops it")
+    raise ConfigError(
+      f"{len(train_set)} training clips are fewer than one batch of {batch_size} and train.drop_remainder=True drops it"
+    )
   network = model_lib.create_model(config.model)
   state, checkpoints = restore_or_create(config, network, heads, workdir, mesh)
-  step_fn = parallel_train_step(make_train_step(config, network, heads, table.n_classes), mesh,
-                                cpu_ops.compiler_options(config.model.cpu_kernels))
+  step_fn = parallel_train_step(
+    make_train_step(config, network, heads, table.n_classes), mesh, cpu_ops.compiler_options(config.model.cpu_kernels)
+  )
   reader = input_pipeline.BatchReader(train_set.cache, labels, prefetch=config.data.prefetch_batches)
   training_log = TrainingLog(workdir / "metrics.jsonl", int(state.step), enabled=is_main)
 
   total_steps = steps_per_epoch * config.train.epochs
   step = int(state.step)  # tracked on the host from here: reading state.step would wait for the device
-  bar = tqdm.tqdm(total=total_steps, initial=step, unit="step", disable=not (progress and is_main),
-                  desc=f"training {workdir.name}")
+  bar = tqdm.tqdm(
+    total=total_steps, initial=step, unit="step", disable=not (progress and is_main), desc=f"training {workdir.name}"
+  )
   every = config.train.checkpoint_every_steps
 
   def log(record_step, metrics, epoch, epoch_metrics):
@@ -175,11 +203,25 @@ def train(config, workdir, progress=True):
   try:
     while step < total_steps:
       epoch, start = divmod(step, steps_per_epoch)
-      index_batches = list(input_pipeline.train_index_batches(len(train_set), batch_size, config.seed, epoch, start,
-                                                              jax.process_index(), jax.process_count(), drop_remainder))
-      offsets = input_pipeline.clip_offsets([input_pipeline.clip_key(c) for c in train_set.clips], train_set.cache.lengths,
-                                      config.data.clip_samples, config.seed,
-                                      epoch if config.data.random_offset_per_epoch else None)
+      index_batches = list(
+        input_pipeline.train_index_batches(
+          len(train_set),
+          batch_size,
+          config.seed,
+          epoch,
+          start,
+          jax.process_index(),
+          jax.process_count(),
+          drop_remainder,
+        )
+      )
+      offsets = input_pipeline.clip_offsets(
+        [input_pipeline.clip_key(c) for c in train_set.clips],
+        train_set.cache.lengths,
+        config.data.clip_samples,
+        config.seed,
+        epoch if config.data.random_offset_per_epoch else None,
+      )
       epoch_metrics, started, pending = [], time.perf_counter(), None
       for local in reader.batches(index_batches, [offsets[i] for i in index_batches]):
         state, metrics = step_fn(state, sharding.global_batch(local, mesh), step_key(config.seed, step))
@@ -212,8 +254,9 @@ class TrainingLog:
   def __init__(self, path, resumed_step, enabled=True):
     self.path, self.enabled = pathlib.Path(path), enabled
     if enabled and self.path.is_file():
-      kept = [line for line in self.path.read_text().splitlines()
-              if line.strip() and json.loads(line)["step"] <= resumed_step]
+      kept = [
+        line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= resumed_step
+      ]
       files.write_text(self.path, "".join(line + "\n" for line in kept))
 
   def write(self, record):

@@ -1,4 +1,5 @@
 """Small audio files for data-layer tests (a helper module, not a test file)."""
+
 import pathlib
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Shared test set-up: 8 fake CPU devices (multi-device tests), the real-data fixtures in tests/data."""
+
 import os
 import pathlib
 
@@ -7,7 +8,9 @@ import pathlib
 # (code generation only: the arithmetic is the same).
 _TEST_XLA_FLAGS = ("--xla_force_host_platform_device_count=8", "--xla_backend_optimization_level=0")
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", "")] + [f for f in _TEST_XLA_FLAGS if f.split("=")[0] not in os.environ.get("XLA_FLAGS", "")]).strip()
+  [os.environ.get("XLA_FLAGS", "")]
+  + [f for f in _TEST_XLA_FLAGS if f.split("=")[0] not in os.environ.get("XLA_FLAGS", "")]
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
@@ -41,6 +44,7 @@ def golden(keras_reference):
   import numpy as np
 
   from featex_jax import convert_keras
+
   with np.load(keras_reference / "golden.npz") as data:
     golden = {k: data[k] for k in data.files}
   weights = convert_keras.read_keras_weights(keras_reference / "weights.h5")

@@ -1,20 +1,24 @@
 """Sub-cluster AdaCos against a float64 NumPy reference and the Keras layer's golden numbers."""
+
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 from featex_jax import adacos
 
-
 # --- float64 NumPy reference, written plainly from the reference layer's definition ----------
+
 
 def np_cosines(embeddings, centres):
   def normalise(x, axis):
-    return x / np.sqrt(np.maximum(np.sum(x ** 2, axis=axis, keepdims=True), 1e-12))
+    return x / np.sqrt(np.maximum(np.sum(x**2, axis=axis, keepdims=True), 1e-12))
+
   return normalise(embeddings, 1) @ normalise(centres, 0)
 
 
@@ -32,7 +36,7 @@ def np_class_angle(theta, labels, n_subclusters, mode):
       angles[i] = total * np.count_nonzero(labels[i])
     else:
       c = np.argmax(labels[i])
-      angles[i] = theta[i, c * n_subclusters:(c + 1) * n_subclusters].min()
+      angles[i] = theta[i, c * n_subclusters : (c + 1) * n_subclusters].min()
   return angles
 
 
@@ -49,7 +53,7 @@ def np_class_probabilities(cos, scale, n_subclusters):
   p = np.exp(logits - logits.max(axis=1, keepdims=True))
   p /= p.sum(axis=1, keepdims=True)
   n_classes = cos.shape[1] // n_subclusters
-  return np.stack([p[:, c * n_subclusters:(c + 1) * n_subclusters].sum(axis=1) for c in range(n_classes)], 1)
+  return np.stack([p[:, c * n_subclusters : (c + 1) * n_subclusters].sum(axis=1) for c in range(n_classes)], 1)
 
 
 def np_categorical_crossentropy(labels, probs):
@@ -58,6 +62,7 @@ def np_categorical_crossentropy(labels, probs):
 
 
 # --- inputs -----------------------------------------------------------------------------------
+
 
 def clustered_batch(seed, batch, n_classes, n_subclusters, dim=16, noise=0.3):
   """Embeddings near a centre of their class (small angles, so the median matters), and
@@ -81,10 +86,17 @@ def f32(*arrays):
 
 # --- tests ------------------------------------------------------------------------------------
 
+
 def test_batch_median_is_tfp_nearest():
   """Hand values of tfp.stats.percentile(x, 50) (TFP 0.23, interpolation='nearest')."""
-  for values, expected in [([1, 2], 1), ([1, 2, 3], 2), ([1, 2, 3, 4], 3), ([1, 2, 3, 4, 5, 6], 3),
-                           ([1, 2, 3, 4, 5, 6, 7, 8], 5), ([4, 1, 3, 2], 3)]:
+  for values, expected in [
+    ([1, 2], 1),
+    ([1, 2, 3], 2),
+    ([1, 2, 3, 4], 3),
+    ([1, 2, 3, 4, 5, 6], 3),
+    ([1, 2, 3, 4, 5, 6, 7, 8], 5),
+    ([4, 1, 3, 2], 3),
+  ]:
     assert adacos.batch_median(jnp.asarray(values, jnp.float32)) == expected
     assert np_tfp_median(np.asarray(values)) == expected
 
@@ -188,8 +200,10 @@ def test_class_angles_by_hand():
   cos = np.array([[0.1, 0.2, 0.95, 0.8]])
   labels = np.array([[0.3, 0.7]])
   theta = np.arccos(cos[0])
-  np.testing.assert_allclose(np_class_angle(np.arccos(cos), labels, 2, "reference"),
-                             [(0.3 * (theta[0] + theta[1]) + 0.7 * (theta[2] + theta[3])) * 2])
+  np.testing.assert_allclose(
+    np_class_angle(np.arccos(cos), labels, 2, "reference"),
+    [(0.3 * (theta[0] + theta[1]) + 0.7 * (theta[2] + theta[3])) * 2],
+  )
   np.testing.assert_allclose(np_class_angle(np.arccos(cos), labels, 2, "textbook"), [theta[2]])
   numerator = 3.0 * 0.95 + np.log(np.sum(np.exp(3.0 * (cos - 0.95))))
   for mode, denominator in [("reference", np.cos(np.pi / 4)), ("textbook", 0.95)]:
@@ -220,8 +234,9 @@ def test_keras_golden_weighted_total(golden):
     for head_name, weight in [("N", 1.0), ("3N", 0.0), ("9N", 1.0)]:
       prefix = f"adacos/{head_name}/"
       labels = golden[prefix + "labels"]
-      probs, _ = adacos.head(golden[prefix + "emb"], golden[prefix + "W"], golden[prefix + "s_before"], labels, 16,
-                             train=True)
+      probs, _ = adacos.head(
+        golden[prefix + "emb"], golden[prefix + "W"], golden[prefix + "s_before"], labels, 16, train=True
+      )
       total += weight * float(jnp.mean(adacos.categorical_crossentropy(labels, probs)))
   np.testing.assert_allclose(total, golden["adacos/total_loss_weighted"], rtol=0, atol=1e-5)
 
@@ -276,5 +291,6 @@ def test_bad_input_is_named():
   with pytest.raises(ValueError, match="scale update"):
     adacos.updated_scale(cos, np.zeros((4, 2), np.float32), 1.0, 4, mode="median")
   with pytest.raises(ValueError, match="do not match centres"):
-    adacos.head(np.ones((4, 3), np.float32), np.ones((3, 8), np.float32), 1.0, np.ones((4, 3), np.float32), 4,
-                train=True)
+    adacos.head(
+      np.ones((4, 3), np.float32), np.ones((3, 8), np.float32), 1.0, np.ones((4, 3), np.float32), 4, train=True
+    )

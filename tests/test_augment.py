@@ -1,4 +1,5 @@
 """Mixup, StatEx and FeatEx against straightforward NumPy versions drawing the same uniforms."""
+
 import functools
 
 import jax
@@ -28,10 +29,10 @@ def numpy_exchange_labels(applied, y):
   out = np.zeros((len(y), 3 * y.shape[1]), y.dtype)
   for i in range(len(y)):
     if applied[i]:
-      out[i, y.shape[1]:2 * y.shape[1]] = 0.5 * y[i]
-      out[i, 2 * y.shape[1]:] = 0.5 * y[len(y) - 1 - i]
+      out[i, y.shape[1] : 2 * y.shape[1]] = 0.5 * y[i]
+      out[i, 2 * y.shape[1] :] = 0.5 * y[len(y) - 1 - i]
     else:
-      out[i, :y.shape[1]] = y[i]
+      out[i, : y.shape[1]] = y[i]
   return out
 
 
@@ -105,8 +106,8 @@ def test_statex_matches_numpy(mode, prob):
     assert not np.any(y_out[:, C:])
   if prob == 1.0:
     assert not np.any(y_out[:, :C])
-    np.testing.assert_array_equal(y_out[:, C:2 * C], 0.5 * y)
-    np.testing.assert_array_equal(y_out[:, 2 * C:], 0.5 * y[::-1])
+    np.testing.assert_array_equal(y_out[:, C : 2 * C], 0.5 * y)
+    np.testing.assert_array_equal(y_out[:, 2 * C :], 0.5 * y[::-1])
 
 
 def test_statex_temporal_frames_take_partner_statistics():
@@ -184,8 +185,9 @@ def test_augmentation_only_labels_follow_the_same_decisions():
   assert 0 < (a3[:, 0] == 1).sum() < B  # both outcomes occur with this key
 
 
-@pytest.mark.parametrize("real", [[1, 1, 1, 1, 1, 0, 0, 0], [1, 0, 1, 1, 0, 0, 1, 1], [1, 0, 0, 0, 0, 0, 0, 0],
-                                  [1] * 8])
+@pytest.mark.parametrize(
+  "real", [[1, 1, 1, 1, 1, 0, 0, 0], [1, 0, 1, 1, 0, 0, 1, 1], [1, 0, 0, 0, 0, 0, 0, 0], [1] * 8]
+)
 def test_partners_are_the_real_rows_reversed(real):
   """Real rows k = 0..n-1 (in order) pair with real row n-1-k, as the reference reverses its
   batch of n; padding rows pair with themselves."""
@@ -234,9 +236,9 @@ def test_augmentations_jit():
   y = one_hot(rng)
   key = jax.random.key(13)
   for fn, args in [
-      (augment.mixup, (key, w, y, 0.5)),
-      (functools.partial(augment.statex, mode="full"), (key, x, y, 0.5)),
-      (augment.featex, (key, w, w, y, 0.5)),
+    (augment.mixup, (key, w, y, 0.5)),
+    (functools.partial(augment.statex, mode="full"), (key, x, y, 0.5)),
+    (augment.featex, (key, w, w, y, 0.5)),
   ]:
     eager = fn(*args)
     jitted = jax.jit(fn)(*args)  # prob traced too: it may come from a schedule

@@ -1,4 +1,5 @@
 """The persistent compilation cache: where it goes, and that a second process reuses it."""
+
 import json
 import os
 import pathlib
@@ -26,12 +27,17 @@ print(json.dumps({"folder": folder and str(folder),
 
 
 def run(tmp_path, *args, **env):
-  environment = {k: v for k, v in os.environ.items()
-                 if k not in (compilation_cache.ENV_VAR, "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")}
-  environment.update(HOME=str(tmp_path / "home"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                     PYTHONPATH=str(REPO), **env)
-  result = subprocess.run([sys.executable, "-c", PROGRAM, *args], cwd=tmp_path, env=environment,
-                          capture_output=True, text=True, timeout=300)
+  environment = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in (compilation_cache.ENV_VAR, "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")
+  }
+  environment.update(
+    HOME=str(tmp_path / "home"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", PYTHONPATH=str(REPO), **env
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", PROGRAM, *args], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr
   return json.loads(result.stdout.strip().splitlines()[-1])
 

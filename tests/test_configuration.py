@@ -1,4 +1,5 @@
 """Configs as code: --dataset/--variant/--config choose the file, --config.x=y overrides, typos fail."""
+
 import json
 import pathlib
 import subprocess
@@ -26,7 +27,12 @@ def test_dataset_and_variant_choose_the_config_file():
 
 def test_every_hyperparameter_of_the_method_is_in_the_config():
   config = dcase2023.get_config()
-  assert (config.train.batch_size, config.train.epochs, config.optim.learning_rate, config.optim.eps) == (64, 10, 1e-3, 1e-7)
+  assert (config.train.batch_size, config.train.epochs, config.optim.learning_rate, config.optim.eps) == (
+    64,
+    10,
+    1e-3,
+    1e-7,
+  )
   assert (config.data.clip_samples, config.model.frame_length, config.model.hop_length) == (288000, 1024, 512)
   assert (config.model.bn_epsilon, config.model.bn_momentum, config.loss.n_subclusters) == (1e-3, 0.99, 16)
   assert (config.loss.classification_weight, config.loss.statex_weight, config.loss.featex_weight) == (1, 0, 1)
@@ -43,8 +49,9 @@ def test_differences_name_nested_fields():
 
 
 def run_train(*args):
-  return subprocess.run([sys.executable, str(REPO / "run_train.py"), *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, str(REPO / "run_train.py"), *args], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
 
 
 def test_unknown_override_is_an_error_before_anything_runs(tmp_path):

@@ -1,27 +1,28 @@
 """featex_jax.cpu_ops: the same functions and gradients as XLA's own ops, and a float64 check."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from test_model import numpy_variables
 
 from featex_jax import cpu_ops
 from featex_jax import model as model_lib
-from test_model import numpy_variables
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 RTOL = 1e-5  # of the largest magnitude, what float32 arithmetic allows
 
 
 def plain_conv(x, kernel, strides, padding):
-  return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC,
-                                  precision=lax.Precision.HIGHEST)
+  return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC, precision=lax.Precision.HIGHEST)
 
 
 def phase_conv(x, kernel, strides, padding):
-  return cpu_ops.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC,
-                                      precision=lax.Precision.HIGHEST)
+  return cpu_ops.conv_general_dilated(
+    x, kernel, strides, padding, dimension_numbers=NHWC, precision=lax.Precision.HIGHEST
+  )
 
 
 def assert_close(actual, expected, rtol=RTOL):
@@ -40,16 +41,15 @@ def conv_float64(x, kernel, strides, padding, cotangent):
   """The plain convolution and its gradients in float64: the reference both float32 paths approximate."""
   with jax.enable_x64(True):
     args = [np.asarray(a, np.float64) for a in (x, kernel, cotangent)]
-    return [np.asarray(v) for v in value_and_grads(
-        lambda x, k: plain_conv(x, k, strides, padding), *args)]
+    return [np.asarray(v) for v in value_and_grads(lambda x, k: plain_conv(x, k, strides, padding), *args)]
 
 
 CONV_CASES = [  # (input shape, kernel shape, strides, padding): odd and even sizes
-    ((2, 37, 30, 1), (7, 7, 1, 16), (2, 2), "SAME"),   # the stem's shape, small
-    ((2, 36, 31, 1), (7, 7, 1, 16), (2, 2), "SAME"),
-    ((3, 20, 21, 2), (3, 5, 2, 4), (2, 3), "VALID"),
-    ((1, 9, 10, 3), (3, 3, 3, 5), (2, 2), ((0, 1), (2, 0))),
-    ((2, 8, 8, 1), (2, 2, 1, 3), (2, 2), "SAME"),      # kernel no larger than the stride
+  ((2, 37, 30, 1), (7, 7, 1, 16), (2, 2), "SAME"),  # the stem's shape, small
+  ((2, 36, 31, 1), (7, 7, 1, 16), (2, 2), "SAME"),
+  ((3, 20, 21, 2), (3, 5, 2, 4), (2, 3), "VALID"),
+  ((1, 9, 10, 3), (3, 3, 3, 5), (2, 2), ((0, 1), (2, 0))),
+  ((2, 8, 8, 1), (2, 2, 1, 3), (2, 2), "SAME"),  # kernel no larger than the stride
 ]
 
 
@@ -58,8 +58,7 @@ def test_phase_split_conv_and_its_gradients_equal_the_plain_conv(x_shape, kernel
   rng = np.random.default_rng(0)
   x = rng.normal(size=x_shape).astype(np.float32)
   kernel = rng.normal(size=kernel_shape).astype(np.float32)
-  cotangent = rng.normal(size=jax.eval_shape(
-      lambda: plain_conv(x, kernel, strides, padding)).shape).astype(np.float32)
+  cotangent = rng.normal(size=jax.eval_shape(lambda: plain_conv(x, kernel, strides, padding)).shape).astype(np.float32)
   ours = value_and_grads(lambda x, k: phase_conv(x, k, strides, padding), x, kernel, cotangent)
   xla = value_and_grads(lambda x, k: plain_conv(x, k, strides, padding), x, kernel, cotangent)
   exact = conv_float64(x, kernel, strides, padding, cotangent)
@@ -71,15 +70,18 @@ def test_phase_split_conv_and_its_gradients_equal_the_plain_conv(x_shape, kernel
 def test_only_strided_convs_on_few_channels_are_rewritten():
   """Everything else must be lax's own op, bit for bit (same program)."""
   rng = np.random.default_rng(1)
-  cases = [((2, 12, 12, 16), (3, 3, 16, 8), (2, 2)),  # too many input channels
-           ((2, 12, 12, 1), (3, 3, 1, 8), (1, 1))]    # stride 1
+  cases = [
+    ((2, 12, 12, 16), (3, 3, 16, 8), (2, 2)),  # too many input channels
+    ((2, 12, 12, 1), (3, 3, 1, 8), (1, 1)),
+  ]  # stride 1
   for x_shape, kernel_shape, strides in cases:
     x = rng.normal(size=x_shape).astype(np.float32)
     kernel = rng.normal(size=kernel_shape).astype(np.float32)
-    assert "transpose" not in str(jax.make_jaxpr(lambda x, k: phase_conv(x, k, strides, "SAME"))(x, kernel))
+    assert "transpose" not in str(jax.make_jaxpr(lambda x, k, s=strides: phase_conv(x, k, s, "SAME"))(x, kernel))
     np.testing.assert_array_equal(phase_conv(x, kernel, strides, "SAME"), plain_conv(x, kernel, strides, "SAME"))
   stem = jax.make_jaxpr(lambda x, k: phase_conv(x, k, (2, 2), "SAME"))(
-      np.zeros((1, 16, 16, 1), np.float32), np.zeros((7, 7, 1, 16), np.float32))
+    np.zeros((1, 16, 16, 1), np.float32), np.zeros((7, 7, 1, 16), np.float32)
+  )
   assert "window_strides=(1, 1)" in str(stem)
 
 
@@ -96,23 +98,26 @@ def first_max_pool_numpy(x, window, strides, padding, cotangent):
     for i in range(out_h):
       for j in range(out_w):
         for c in range(x.shape[3]):
-          patch = padded[n, i * strides[0]:i * strides[0] + window[0], j * strides[1]:j * strides[1] + window[1], c]
+          patch = padded[n, i * strides[0] : i * strides[0] + window[0], j * strides[1] : j * strides[1] + window[1], c]
           a, b = np.unravel_index(np.argmax(patch), patch.shape)  # argmax: the first maximum
           y[n, i, j, c] = patch[a, b]
           grad[n, i * strides[0] + a, j * strides[1] + b, c] += cotangent[n, i, j, c]
-  return y, grad[:, top:top + x.shape[1], left:left + x.shape[2]]
+  return y, grad[:, top : top + x.shape[1], left : left + x.shape[2]]
 
 
-POOL_CASES = [((2, 13, 12, 3), (3, 3), (2, 2), "VALID"),  # the stem's pool
-              ((2, 14, 11, 3), (3, 3), (2, 2), "VALID"),
-              ((2, 13, 12, 3), (2, 2), (2, 2), "SAME"),   # the stride-2 shortcuts' pool
-              ((1, 10, 9, 2), (3, 2), (1, 2), "SAME")]
+POOL_CASES = [
+  ((2, 13, 12, 3), (3, 3), (2, 2), "VALID"),  # the stem's pool
+  ((2, 14, 11, 3), (3, 3), (2, 2), "VALID"),
+  ((2, 13, 12, 3), (2, 2), (2, 2), "SAME"),  # the stride-2 shortcuts' pool
+  ((1, 10, 9, 2), (3, 2), (1, 2), "SAME"),
+]
 
 
 @pytest.mark.parametrize("x_shape, window, strides, padding", POOL_CASES)
 @pytest.mark.parametrize("ties", [False, True])
 def test_max_pool_and_its_gradient_equal_xlas_with_the_first_maximum_taking_ties(
-    x_shape, window, strides, padding, ties):
+  x_shape, window, strides, padding, ties
+):
   rng = np.random.default_rng(2)
   x = rng.normal(size=x_shape).astype(np.float32)
   if ties:  # few distinct values: most windows hold their maximum several times
@@ -162,9 +167,15 @@ def test_whole_model_loss_gradient_is_the_same_with_either_ops():
     spectrogram = model.magnitude_spectrogram(waveforms).astype(dtype)
 
     def loss(params, spectrogram):
-      (e1, e2), _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, waveforms,
-                                spectrogram, train=True, mutable=["batch_stats"])
+      (e1, e2), _ = model.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]},
+        waveforms,
+        spectrogram,
+        train=True,
+        mutable=["batch_stats"],
+      )
       return jnp.sum(jnp.concatenate([e1, e2], -1) * weights)
+
     return jax.grad(loss, argnums=(0, 1))(variables["params"], spectrogram)
 
   with jax.default_matmul_precision("float32"):
@@ -172,8 +183,12 @@ def test_whole_model_loss_gradient_is_the_same_with_either_ops():
     xla = jax.jit(loss_grads, static_argnums=(0, 1))("xla", jnp.float32, variables, waveforms, weights)
   with jax.enable_x64(True):
     exact = jax.jit(loss_grads, static_argnums=(0, 1))(
-        "xla", jnp.float64, jax.tree.map(lambda v: np.asarray(v, np.float64), variables), waveforms,
-        weights.astype(np.float64))
+      "xla",
+      jnp.float64,
+      jax.tree.map(lambda v: np.asarray(v, np.float64), variables),
+      waveforms,
+      weights.astype(np.float64),
+    )
     exact = jax.tree.map(np.asarray, exact)  # NumPy float64: outside x64 JAX would truncate it
   paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(exact)]
   assert any("stem_conv" in p for p in paths)

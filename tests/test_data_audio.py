@@ -1,4 +1,5 @@
 """Loading gives float32 mono at 16 kHz; tiling matches the reference; bad audio is a clear error."""
+
 import csv
 import os
 import re
@@ -9,8 +10,10 @@ import pytest
 import soundfile
 from audio_files import write_audio
 
-from featex_jax.data import audio, layout
-from featex_jax.data.errors import DataError, SkippedClipsWarning
+from featex_jax.data import audio
+from featex_jax.data import layout
+from featex_jax.data.errors import DataError
+from featex_jax.data.errors import SkippedClipsWarning
 
 CLIP_SAMPLES = 288000
 
@@ -28,8 +31,11 @@ def test_real_clips_load_as_16khz_mono_float32(dcase_sample):
     assert len(wav) == round(float(row["duration_s"]) * 16000), row["relative_path"]
     np.testing.assert_array_equal(wav, soundfile.read(path, dtype="int16")[0] / np.float32(32768))
     header = audio.read_header(path)
-    assert (header.frames, header.sample_rate, header.channels) == (len(wav), int(row["sample_rate"]),
-                                                                    int(row["channels"]))
+    assert (header.frames, header.sample_rate, header.channels) == (
+      len(wav),
+      int(row["sample_rate"]),
+      int(row["channels"]),
+    )
 
 
 def tile_reference(wav, length, offset):
@@ -56,7 +62,9 @@ def test_fit_length_any_clip_length(n):
   for _ in range(5):
     offset = audio.random_offset(rng, n, CLIP_SAMPLES)
     assert 0 <= offset <= audio.max_offset(n, CLIP_SAMPLES)
-    np.testing.assert_array_equal(audio.fit_length(wav, CLIP_SAMPLES, offset), tile_reference(wav, CLIP_SAMPLES, offset))
+    np.testing.assert_array_equal(
+      audio.fit_length(wav, CLIP_SAMPLES, offset), tile_reference(wav, CLIP_SAMPLES, offset)
+    )
   with pytest.raises(ValueError, match="offset"):
     audio.fit_length(wav, CLIP_SAMPLES, audio.max_offset(n, CLIP_SAMPLES) + 1)
 
@@ -64,7 +72,7 @@ def test_fit_length_any_clip_length(n):
 def test_random_offset_covers_the_reference_range():
   # The reference: np.random.randint(0, reps * n - length + 1) with reps = ceil(length / n).
   rng = np.random.default_rng(0)
-  draws = {audio.random_offset(rng, 5, 12) for _ in range(400)}   # reps 3: offsets 0..3
+  draws = {audio.random_offset(rng, 5, 12) for _ in range(400)}  # reps 3: offsets 0..3
   assert draws == {0, 1, 2, 3}
   assert {audio.random_offset(rng, 12, 12) for _ in range(20)} == {0}
 
@@ -90,12 +98,14 @@ def test_other_rates_are_resampled(tmp_path, rate):
 
 
 def test_resampling_equals_librosa_soxr_hq():
-  import librosa   # seconds to import; the loader itself calls soxr directly
+  import librosa  # seconds to import; the loader itself calls soxr directly
+
   rng = np.random.default_rng(0)
   for rate in (44100, 22050, 8000):
     wav = rng.standard_normal(rate + 123)
-    np.testing.assert_array_equal(audio.resample(wav, rate, 16000),
-                                  librosa.resample(wav, orig_sr=rate, target_sr=16000, res_type="soxr_hq"))
+    np.testing.assert_array_equal(
+      audio.resample(wav, rate, 16000), librosa.resample(wav, orig_sr=rate, target_sr=16000, res_type="soxr_hq")
+    )
 
 
 def test_flac_reads_like_wav(tmp_path):
@@ -110,21 +120,28 @@ def bad_files(folder):
   folder.mkdir(exist_ok=True)
   good = write_audio(folder / "good.wav", 0.1 * np.random.default_rng(0).standard_normal(4000))
   data = good.read_bytes()
-  files = {"empty file": folder / "empty.wav", "cannot read audio": folder / "header.wav",
-           "cannot read audio ": folder / "garbage.wav", "truncated file": folder / "truncated.wav",
-           "cannot decode audio": folder / "truncated.flac", "no samples": folder / "zero_frames.wav",
-           "NaN or Inf": folder / "nan.wav", "NaN or Inf ": folder / "inf.wav", "cannot read audio  ": folder / "no.wav",
-           "silent clip": folder / "silent.wav"}
+  files = {
+    "empty file": folder / "empty.wav",
+    "cannot read audio": folder / "header.wav",
+    "cannot read audio ": folder / "garbage.wav",
+    "truncated file": folder / "truncated.wav",
+    "cannot decode audio": folder / "truncated.flac",
+    "no samples": folder / "zero_frames.wav",
+    "NaN or Inf": folder / "nan.wav",
+    "NaN or Inf ": folder / "inf.wav",
+    "cannot read audio  ": folder / "no.wav",
+    "silent clip": folder / "silent.wav",
+  }
   files["empty file"].write_bytes(b"")
-  files["cannot read audio"].write_bytes(data[:30])        # cut inside the header
+  files["cannot read audio"].write_bytes(data[:30])  # cut inside the header
   files["cannot read audio "].write_bytes(np.random.default_rng(0).bytes(2000))
-  files["truncated file"].write_bytes(data[:len(data) // 2])
+  files["truncated file"].write_bytes(data[: len(data) // 2])
   flac = write_audio(folder / "full.flac", 0.1 * np.random.default_rng(0).standard_normal(40000)).read_bytes()
-  files["cannot decode audio"].write_bytes(flac[:len(flac) // 2])   # libsndfile: "flac decoder lost sync"
+  files["cannot decode audio"].write_bytes(flac[: len(flac) // 2])  # libsndfile: "flac decoder lost sync"
   write_audio(files["no samples"], np.zeros(0))
   write_audio(files["NaN or Inf"], np.array([0.1, np.nan, 0.2] * 100), subtype="FLOAT")
   write_audio(files["NaN or Inf "], np.array([0.1, np.inf, 0.2] * 100), subtype="FLOAT")
-  write_audio(files["silent clip"], np.zeros(1600))   # all zero: what a failed copy into a preallocated file leaves
+  write_audio(files["silent clip"], np.zeros(1600))  # all zero: what a failed copy into a preallocated file leaves
   return files
 
 
@@ -135,8 +152,20 @@ def test_every_bad_file_is_a_clear_error(tmp_path):
 
 
 def clips_for(paths):
-  return [layout.Clip(path=str(p), file_name=os.path.basename(p), machine="fan", section="00", domain="source",
-                      split="train", label="normal", attributes="", root=str(os.path.dirname(p))) for p in paths]
+  return [
+    layout.Clip(
+      path=str(p),
+      file_name=os.path.basename(p),
+      machine="fan",
+      section="00",
+      domain="source",
+      split="train",
+      label="normal",
+      attributes="",
+      root=str(os.path.dirname(p)),
+    )
+    for p in paths
+  ]
 
 
 def test_validate_clips_lists_every_bad_file_or_skips_them(tmp_path):
@@ -148,7 +177,7 @@ def test_validate_clips_lists_every_bad_file_or_skips_them(tmp_path):
     audio.validate_clips(clips)
   lines = str(info.value).splitlines()
   assert lines[0] == f"{len(bad)} of {len(clips)} clips are unusable (config.data.skip_bad_clips=True skips them):"
-  assert [line.split(": ")[0].strip() for line in lines[1:]] == list(map(str, bad.values()))   # in clip order
+  assert [line.split(": ")[0].strip() for line in lines[1:]] == list(map(str, bad.values()))  # in clip order
   assert all(problem.strip() in line for problem, line in zip(bad, lines[1:]))
 
   with warnings.catch_warnings(record=True) as caught:
@@ -161,5 +190,7 @@ def test_validate_clips_lists_every_bad_file_or_skips_them(tmp_path):
   assert all(str(p) in message for p in bad.values())
 
   assert audio.validate_clips(clips_for(good)) == clips_for(good)
-  with pytest.raises(DataError, match=f"^1 of 1 clips are unusable: {re.escape(str(bad['NaN or Inf']))}: NaN"):   # one problem, one line
-    audio.validate_clips(clips_for([bad["NaN or Inf"]]), skip_bad=True)   # nothing left to skip to
+  with pytest.raises(
+    DataError, match=f"^1 of 1 clips are unusable: {re.escape(str(bad['NaN or Inf']))}: NaN"
+  ):  # one problem, one line
+    audio.validate_clips(clips_for([bad["NaN or Inf"]]), skip_bad=True)  # nothing left to skip to

@@ -1,4 +1,5 @@
 """Training classes and scoring groups in the reference's LabelEncoder order; saved and compared by name."""
+
 import json
 import os
 
@@ -6,15 +7,26 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import LabelEncoder
 
-from featex_jax.data import classes, layout
+from featex_jax.data import classes
+from featex_jax.data import layout
 from featex_jax.data.errors import DataError
 from featex_jax.errors import ConfigError
 
 
-def clip(machine="fan", section="00", attributes="m-n_W", domain="source", split="train", label="normal",
-         file_name="x.wav"):
-  return layout.Clip(path=f"/data/{machine}/{split}/{file_name}", file_name=file_name, machine=machine,
-                     section=section, domain=domain, split=split, label=label, attributes=attributes, root="/data")
+def clip(
+  machine="fan", section="00", attributes="m-n_W", domain="source", split="train", label="normal", file_name="x.wav"
+):
+  return layout.Clip(
+    path=f"/data/{machine}/{split}/{file_name}",
+    file_name=file_name,
+    machine=machine,
+    section=section,
+    domain=domain,
+    split=split,
+    label=label,
+    attributes=attributes,
+    root="/data",
+  )
 
 
 def reference_name(c):
@@ -24,10 +36,17 @@ def reference_name(c):
 
 def random_clips(seed, n=200):
   rng = np.random.default_rng(seed)
-  machines = ["ToyCar", "ToyTrain", "bearing", "fan", "Vacuum", "valve", "toy"]   # mixed case: code-point order
+  machines = ["ToyCar", "ToyTrain", "bearing", "fan", "Vacuum", "valve", "toy"]  # mixed case: code-point order
   attributes = ["noAttribute", "", "car_A1_spd_28V_mic_1", "car_A1_spd_3_mic_1", "vel_9_loc_A", "m-n_W", "pat_03"]
-  return [clip(machine=rng.choice(machines), section=f"{rng.integers(3):02d}", attributes=rng.choice(attributes),
-               domain=rng.choice(["source", "target"])) for _ in range(n)]
+  return [
+    clip(
+      machine=rng.choice(machines),
+      section=f"{rng.integers(3):02d}",
+      attributes=rng.choice(attributes),
+      domain=rng.choice(["source", "target"]),
+    )
+    for _ in range(n)
+  ]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -66,7 +85,7 @@ def reference_encoder_keys(root):
     for split in ("train", "test"):
       folder = os.path.join(root, machine, split)
       for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        parts = name[:-len(".wav")].split("_")
+        parts = name[: -len(".wav")].split("_")
         keys.append("###".join([f"{machine}_{parts[1]}", "_".join(parts[6:]), str(parts[2] == "source")]))
   return keys
 
@@ -87,10 +106,12 @@ def test_evaluation_test_clips_never_add_classes():
   """Anonymous evaluation test names state nothing: even with ground truth filled in (domain,
   attributes, label), the reference's table does not see them; development test names do."""
   training = clip(attributes="a_1")
-  development_test = clip(attributes="a_2", split="test", label="anomaly",
-                          file_name="section_00_source_test_anomaly_0000_a_2.wav")
-  evaluation_test = clip(machine="pump", attributes="a_3", split="test", label="anomaly",
-                         file_name="section_00_0000.wav")
+  development_test = clip(
+    attributes="a_2", split="test", label="anomaly", file_name="section_00_source_test_anomaly_0000_a_2.wav"
+  )
+  evaluation_test = clip(
+    machine="pump", attributes="a_3", split="test", label="anomaly", file_name="section_00_0000.wav"
+  )
   evaluation_train = clip(machine="pump", attributes="a_1")
   all_clips = [training, development_test, evaluation_test, evaluation_train]
   names = lambda mode: classes.ClassTable.from_clips(classes.table_clips(all_clips, mode)).class_names
@@ -107,12 +128,15 @@ def test_json_round_trip():
   restored.check_matches(table)
 
 
-@pytest.mark.parametrize("data", [
+@pytest.mark.parametrize(
+  "data",
+  [
     {"classes": []},
     {"format": "featex_jax.class_table/1", "classes": [{"machine": "fan"}], "groups": []},
     {"format": "featex_jax.class_table/1", "groups": []},
     "not a dict",
-])
+  ],
+)
 def test_malformed_table(data):
   with pytest.raises(DataError):
     classes.ClassTable.from_dict(data)

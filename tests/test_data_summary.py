@@ -1,4 +1,5 @@
 """`python -m featex_jax.data` reports exactly what a data set holds."""
+
 import collections
 import csv
 import json
@@ -14,8 +15,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run(*args):
-  return subprocess.run([sys.executable, "-m", "featex_jax.data", *map(str, args)], cwd=REPO, capture_output=True,
-                        text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", "featex_jax.data", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
 
 
 def test_json_counts_equal_the_manifest(dcase_sample):
@@ -51,15 +53,26 @@ def test_json_counts_equal_the_manifest(dcase_sample):
 def test_table_and_errors(dcase_sample, tmp_path, capsys):
   assert cli.main([str(dcase_sample)]) == 0
   table = capsys.readouterr().out
-  assert table.splitlines()[0].split() == ["machine", "section", "split", "domain", "label", "clips", "duration",
-                                           "sample", "rates", "channels"]
+  assert table.splitlines()[0].split() == [
+    "machine",
+    "section",
+    "split",
+    "domain",
+    "label",
+    "clips",
+    "duration",
+    "sample",
+    "rates",
+    "channels",
+  ]
   assert "valve 00 test target anomaly 3 0:00:30 16000 1".split() in [line.split() for line in table.splitlines()]
   assert table.rstrip().endswith("7 (machine, section) groups; N = 26 classes (data.class_table=reference)")
 
-  make_tree(tmp_path / "data", ["fan/train/section_00_source_train_normal_0000_a_1.wav",
-                                "fan/test/section_00_0000.wav"])
+  make_tree(
+    tmp_path / "data", ["fan/train/section_00_source_train_normal_0000_a_1.wav", "fan/test/section_00_0000.wav"]
+  )
   (tmp_path / "data" / "fan" / "test" / "section_00_0001.wav").write_bytes(b"")
-  assert cli.main([str(tmp_path / "data")]) == 1   # unreadable files are listed and fail the command
+  assert cli.main([str(tmp_path / "data")]) == 1  # unreadable files are listed and fail the command
   out = capsys.readouterr().out
   assert "fan 00 test - - 1 0:00:00 16000 1".split() in [line.split() for line in out.splitlines()]
   assert f"1 unreadable file(s):\n  {tmp_path / 'data' / 'fan' / 'test' / 'section_00_0001.wav'}: empty file" in out

@@ -1,5 +1,6 @@
 """Metrics: hand-computed cases, sklearn directly on random ones, and the official evaluator's
 own published example output (nttcslab/dcase2023_task2_evaluator README, baseline_MSE)."""
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -25,8 +26,8 @@ def test_hand_computed_section():
   m = dcase_metrics.section_metrics(*_hand_section())
   assert (m.n_normal_source, m.n_anomaly_source, m.n_normal_target, m.n_anomaly_target) == (4, 2, 2, 2)
   # Pairs (anomaly beats normal = 1, tie = 1/2) counted by hand.
-  assert m.auc_source == pytest.approx(15.5 / 16)   # 4 source normals x all 4 anomalies
-  assert m.auc_target == pytest.approx(5 / 8)       # 2 target normals x all 4 anomalies
+  assert m.auc_source == pytest.approx(15.5 / 16)  # 4 source normals x all 4 anomalies
+  assert m.auc_target == pytest.approx(5 / 8)  # 2 target normals x all 4 anomalies
   assert m.auc == pytest.approx(20.5 / 24)
   # pAUC on all clips: TPR 0.5 up to FPR 1/6 > 0.1, so area 0.05; McClish: (1 + (a - .005)/.095)/2.
   assert m.pauc == pytest.approx(0.5 * (1 + (0.05 - 0.005) / 0.095))
@@ -89,14 +90,17 @@ def test_unlabelled_section_has_no_metrics():
   assert summary["official_score"] is None and summary["not_computed"] == [["fan", "00"]]
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(
+  "change, message",
+  [
     (lambda s, a, t: (s, np.zeros_like(a), t), "fan section 00: no anomalous test clips"),
     (lambda s, a, t: (s, a | t.astype(bool), t), "no normal target-domain test clips"),
     (lambda s, a, t: (s, a | ~t.astype(bool), t), "no normal source-domain test clips"),
     (lambda s, a, t: (np.where(a, np.nan, s), a, t), "NaN or Inf"),
     (lambda s, a, t: (s, a * 2, t), "anomaly labels: values must be 0/1"),
     (lambda s, a, t: (s[:-1], a, t), "expected 9 values"),
-])
+  ],
+)
 def test_undefined_metrics_are_clear_errors(change, message):
   scores, is_anomaly, is_target, _ = _hand_section()
   scores, is_anomaly, is_target = change(scores, is_anomaly.astype(bool), is_target)
@@ -111,21 +115,32 @@ def test_labels_without_domains_are_an_error():
 
 def _section(auc_source, auc_target, pauc, precision=(None, None), recall=(None, None), f1=(None, None)):
   return dcase_metrics.SectionMetrics(
-      n_normal_source=0, n_anomaly_source=0, n_normal_target=0, n_anomaly_target=0, auc=0.5,
-      auc_source=auc_source, auc_target=auc_target, pauc=pauc,
-      precision_source=precision[0], precision_target=precision[1],
-      recall_source=recall[0], recall_target=recall[1], f1_source=f1[0], f1_target=f1[1])
+    n_normal_source=0,
+    n_anomaly_source=0,
+    n_normal_target=0,
+    n_anomaly_target=0,
+    auc=0.5,
+    auc_source=auc_source,
+    auc_target=auc_target,
+    pauc=pauc,
+    precision_source=precision[0],
+    precision_target=precision[1],
+    recall_source=recall[0],
+    recall_target=recall[1],
+    f1_source=f1[0],
+    f1_target=f1[1],
+  )
 
 
 # The evaluator's README: baseline_MSE per machine type (one section each), and its summary.
 BASELINE_MSE = {  # machine: (AUC source, AUC target, pAUC)
-    "bandsaw": (0.6667348190554078, 0.48287671232876717, 0.5091087658743451),
-    "grinder": (0.706837186424004, 0.5516569200779727, 0.5846166760294185),
-    "shaker": (0.69428983714698, 0.5604118104118104, 0.5491654428600755),
-    "ToyDrone": (0.7968000000000001, 0.561, 0.5368421052631579),
-    "ToyNscale": (0.77, 0.4716, 0.5178947368421053),
-    "ToyTank": (0.7212000000000001, 0.6468, 0.5826315789473684),
-    "Vacuum": (0.8816, 0.45320000000000005, 0.5947368421052631),
+  "bandsaw": (0.6667348190554078, 0.48287671232876717, 0.5091087658743451),
+  "grinder": (0.706837186424004, 0.5516569200779727, 0.5846166760294185),
+  "shaker": (0.69428983714698, 0.5604118104118104, 0.5491654428600755),
+  "ToyDrone": (0.7968000000000001, 0.561, 0.5368421052631579),
+  "ToyNscale": (0.77, 0.4716, 0.5178947368421053),
+  "ToyTank": (0.7212000000000001, 0.6468, 0.5826315789473684),
+  "Vacuum": (0.8816, 0.45320000000000005, 0.5947368421052631),
 }
 
 
@@ -147,21 +162,32 @@ def test_official_score_and_domain_means_reproduce_the_evaluators_published_outp
 
 
 def test_machine_type_rows_reproduce_the_evaluators_published_output():
-  toydrone = _section(0.7968000000000001, 0.561, 0.5368421052631579,
-                      precision=(0.7560975609756098, 0.5079365079365079), recall=(0.62, 0.64),
-                      f1=(0.6813186813186813, 0.5663716814159292))
-  shaker = _section(0.69428983714698, 0.5604118104118104, 0.5491654428600755,
-                    precision=(0.578125, 0.4936708860759494),
-                    recall=(0.6981132075471698, 0.8478260869565217), f1=(0.6324786324786325, 0.624))
+  toydrone = _section(
+    0.7968000000000001,
+    0.561,
+    0.5368421052631579,
+    precision=(0.7560975609756098, 0.5079365079365079),
+    recall=(0.62, 0.64),
+    f1=(0.6813186813186813, 0.5663716814159292),
+  )
+  shaker = _section(
+    0.69428983714698,
+    0.5604118104118104,
+    0.5491654428600755,
+    precision=(0.578125, 0.4936708860759494),
+    recall=(0.6981132075471698, 0.8478260869565217),
+    f1=(0.6324786324786325, 0.624),
+  )
   summary = dcase_metrics.summarise({("ToyDrone", "00"): toydrone, ("shaker", "00"): shaker})
   published = {  # harmonic mean / arithmetic mean rows: AUC, pAUC, precision, recall, F1
-      "ToyDrone": ((0.6584250994255415, 0.5368421052631579, 0.6076569678407351, 0.6298412698412698,
-                    0.6185502727981294),
-                   (0.6789000000000001, 0.5368421052631579, 0.6320170344560588, 0.63, 0.6238451813673053)),
-      "shaker": ((0.6202083584461523, 0.5491654428600755, 0.5325705849787784, 0.765720350225524,
-                  0.628210709621245),
-                 (0.6273508237793952, 0.5491654428600755, 0.5358979430379747, 0.7729696472518457,
-                  0.6282393162393163)),
+    "ToyDrone": (
+      (0.6584250994255415, 0.5368421052631579, 0.6076569678407351, 0.6298412698412698, 0.6185502727981294),
+      (0.6789000000000001, 0.5368421052631579, 0.6320170344560588, 0.63, 0.6238451813673053),
+    ),
+    "shaker": (
+      (0.6202083584461523, 0.5491654428600755, 0.5325705849787784, 0.765720350225524, 0.628210709621245),
+      (0.6273508237793952, 0.5491654428600755, 0.5358979430379747, 0.7729696472518457, 0.6282393162393163),
+    ),
   }
   for machine, (hmean_row, amean_row) in published.items():
     rows = summary["machines"][machine]
@@ -170,7 +196,8 @@ def test_machine_type_rows_reproduce_the_evaluators_published_output():
   rows = summary["machines"]["ToyDrone"]
   # "source harmonic mean" row: 0.7968, pAUC 0.5368..., then the source precision/recall/F1.
   assert [rows["hmean_source"][f] for f in dcase_metrics.FIGURES] == pytest.approx(
-      (0.7968000000000001, 0.5368421052631579, 0.7560975609756098, 0.62, 0.6813186813186813))
+    (0.7968000000000001, 0.5368421052631579, 0.7560975609756098, 0.62, 0.6813186813186813)
+  )
 
 
 def test_official_score_is_the_harmonic_mean_of_all_three_figures_of_every_section():
@@ -200,7 +227,8 @@ def test_authors_means_are_plain_harmonic_means_of_their_per_domain_figures():
   authors = dcase_metrics.summarise(results)["authors"]
   fan = [results[("fan", "00")], results[("fan", "01")]]
   assert authors["machines"]["fan"]["authors_auc_target"] == pytest.approx(
-      scipy.stats.hmean([m.authors_auc_target for m in fan]))
+    scipy.stats.hmean([m.authors_auc_target for m in fan])
+  )
   assert authors["all"]["pauc"] == pytest.approx(scipy.stats.hmean([m.pauc for m in results.values()]))
 
 

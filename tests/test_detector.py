@@ -1,4 +1,5 @@
 """k-means scoring against direct sklearn/NumPy computations of the reference's steps."""
+
 import warnings
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_scores_do_not_depend_on_the_embedding_scale():
   rng = np.random.default_rng(3)
   centres = detector.fit_section_centres(_embeddings(rng, 30), _embeddings(rng, 2), n_clusters=3)
   test = _embeddings(rng, 6)
-  np.testing.assert_allclose(detector.anomaly_scores(7.5 * test, centres),
-                             detector.anomaly_scores(test, centres), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    detector.anomaly_scores(7.5 * test, centres), detector.anomaly_scores(test, centres), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_fewer_source_clips_than_clusters_uses_every_clip_as_a_centre_with_a_warning():

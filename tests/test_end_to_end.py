@@ -1,5 +1,6 @@
 """Tiny real runs on synthetic DCASE-format data: train -> evaluate -> score, resume after
 SIGKILL, multi-host training, and the errors a user meets on the way."""
+
 import csv
 import json
 import os
@@ -27,8 +28,13 @@ from featex_jax import train
 from featex_jax.data import errors
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-OVERRIDES = {"data.clip_samples": 16000, "train.batch_size": 8, "train.epochs": 1, "eval.batch_size": 8,
-             "eval.kmeans_clusters": 2}
+OVERRIDES = {
+  "data.clip_samples": 16000,
+  "train.batch_size": 8,
+  "train.epochs": 1,
+  "eval.batch_size": 8,
+  "eval.kmeans_clusters": 2,
+}
 
 
 def tiny_config(**changes):
@@ -44,8 +50,9 @@ def data(tmp_path_factory):
   """Development and evaluation sets (2 + 2 machine types, 12 training clips each) with official
   ground-truth CSVs."""
   out = tmp_path_factory.mktemp("synthetic") / "set"
-  synthetic.generate(out, machines=2, train_per_section=10, target_train_per_section=2, test_per_section=8,
-                     seconds=1.0, layout="both")
+  synthetic.generate(
+    out, machines=2, train_per_section=10, target_train_per_section=2, test_per_section=8, seconds=1.0, layout="both"
+  )
   return out
 
 
@@ -104,12 +111,14 @@ def test_an_ensemble_reports_each_member_alone_and_the_averaged_scores(trained, 
   config = configuration.apply_command_line(config, data_dirs=roots)
   config.seed += 1
   train.train(config, second, progress=False)
-  alone_second, _ = evaluate.evaluate_runs([second], roots, ground_truth=str(data / "eval_data"),
-                                           out=tmp_path / "second_eval", progress=False)
+  alone_second, _ = evaluate.evaluate_runs(
+    [second], roots, ground_truth=str(data / "eval_data"), out=tmp_path / "second_eval", progress=False
+  )
   # The second run first: an evaluation writes scoring.json into its first run, and the shared
   # `trained` run must keep its own for the scoring tests.
-  both, out = evaluate.evaluate_runs([second, first], roots, ground_truth=str(data / "eval_data"),
-                                     out=tmp_path / "ensemble", progress=False)
+  both, out = evaluate.evaluate_runs(
+    [second, first], roots, ground_truth=str(data / "eval_data"), out=tmp_path / "ensemble", progress=False
+  )
   assert [m.workdir for m in both.members] == [str(second), str(first)]
   for member, alone in zip(both.members, (alone_second, alone_first)):
     assert member.summary["official_score"] == pytest.approx(alone.summary["official_score"], rel=1e-6)
@@ -139,6 +148,7 @@ def test_scoring_new_recordings_reuses_the_stored_centres(trained, data, capsys)
 
 def test_scoring_any_rate_and_channel_count(trained, data, tmp_path):
   import soundfile
+
   _, workdir, _, evaluation, _ = trained
   s = evaluation.sections[0]
   wave, rate = soundfile.read(next(data.rglob(s.file_names[0])))
@@ -153,15 +163,19 @@ def test_scoring_a_folder_scores_the_audio_files_below_it(trained, data, tmp_pat
   """A nested folder mixed with notes, tables and macOS metadata files: every .wav/.flac below it is
   scored, each exactly as when scored alone."""
   import shutil
+
   import soundfile
+
   _, workdir, _, evaluation, _ = trained
   s = evaluation.sections[0]
   source = next(p for p in data.rglob(s.machine) if p.is_dir()) / "test"
   folder = tmp_path / "recordings"
   names = s.file_names[:3]
-  clips = [folder / s.machine / "test" / names[0],                     # <machine>/test/<clip>
-           folder / "site_b" / s.machine / names[1],                   # <machine>/<clip>, one level deeper
-           (folder / s.machine / "test" / names[2]).with_suffix(".flac")]
+  clips = [
+    folder / s.machine / "test" / names[0],  # <machine>/test/<clip>
+    folder / "site_b" / s.machine / names[1],  # <machine>/<clip>, one level deeper
+    (folder / s.machine / "test" / names[2]).with_suffix(".flac"),
+  ]
   for clip, name in zip(clips, names):
     clip.parent.mkdir(parents=True, exist_ok=True)
     samples, rate = soundfile.read(source / name, dtype="int16")
@@ -169,7 +183,7 @@ def test_scoring_a_folder_scores_the_audio_files_below_it(trained, data, tmp_pat
   (folder / "README").write_text("fan recordings, May")
   (folder / "notes.txt").write_text("mic 2 was loose")
   (folder / s.machine / "scores.csv").write_text("file,score\n")
-  shutil.copy(source / names[0], folder / s.machine / "test" / f"._{names[0]}")   # hidden: not a recording
+  shutil.copy(source / names[0], folder / s.machine / "test" / f"._{names[0]}")  # hidden: not a recording
   out = tmp_path / "scores.csv"
   score.main(["--workdir", str(workdir), "--no-progress", "--out", str(out), str(folder)])
   rows = read_csv(out)[1:]
@@ -209,9 +223,14 @@ def test_runs_saved_before_a_setting_existed_read_as_they_were_trained(tmp_path)
   files.write_json(tmp_path / "config.json", saved)
   read = checkpoint.read_config(tmp_path)
   assert (read["data"]["class_table"], read["model"]["matmul_precision"], read["train"]["drop_remainder"]) == (
-      "training", "default", True)
-  with pytest.raises(checkpoint.CheckpointMismatchError,
-                     match="data.class_table: checkpoint 'training' vs now 'reference'.*model.matmul_precision"):
+    "training",
+    "default",
+    True,
+  )
+  with pytest.raises(
+    checkpoint.CheckpointMismatchError,
+    match="data.class_table: checkpoint 'training' vs now 'reference'.*model.matmul_precision",
+  ):
     checkpoint.check_metadata(tmp_path, config, None)
 
 
@@ -251,15 +270,28 @@ def test_a_set_smaller_than_a_batch_trains_as_one_batch_of_it(data, tmp_path):
 def run_train_command(workdir, data, *extra, env=None):
   """Batch 10 on the 24 development training clips: every epoch ends with a partial batch of 4."""
   overrides = {**OVERRIDES, "train.batch_size": 10}
-  command = [sys.executable, str(REPO / "run_train.py"), "--dataset=synthetic", f"--workdir={workdir}",
-             f"--data_dir={data / 'dev_data'}", "--noprogress", *[f"--config.{k}={v}" for k, v in overrides.items()],
-             "--config.train.epochs=2", "--config.train.checkpoint_every_steps=1", *extra]
+  command = [
+    sys.executable,
+    str(REPO / "run_train.py"),
+    "--dataset=synthetic",
+    f"--workdir={workdir}",
+    f"--data_dir={data / 'dev_data'}",
+    "--noprogress",
+    *[f"--config.{k}={v}" for k, v in overrides.items()],
+    "--config.train.epochs=2",
+    "--config.train.checkpoint_every_steps=1",
+    *extra,
+  ]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def subprocess_env(tmp_path, devices=1):
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PLATFORMS="cpu")
+  env = dict(
+    os.environ,
+    JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PLATFORMS="cpu",
+  )
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
   return env
 
@@ -295,11 +327,22 @@ def test_two_processes_train_what_one_process_trains(data, tmp_path):
   env = subprocess_env(tmp_path)
   cache = f"--config.data.cache_dir={tmp_path / 'cache'}"
   port = 20000 + os.getpid() % 20000
-  processes = [run_train_command(tmp_path / "two", data, cache, "--config.train.epochs=1",
-                                 f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                                 f"--process_id={i}", env=env) for i in range(2)]
-  single = run_train_command(tmp_path / "one", data, cache, "--config.train.epochs=1",
-                             env=subprocess_env(tmp_path, devices=2))
+  processes = [
+    run_train_command(
+      tmp_path / "two",
+      data,
+      cache,
+      "--config.train.epochs=1",
+      f"--coordinator_address=127.0.0.1:{port}",
+      "--num_processes=2",
+      f"--process_id={i}",
+      env=env,
+    )
+    for i in range(2)
+  ]
+  single = run_train_command(
+    tmp_path / "one", data, cache, "--config.train.epochs=1", env=subprocess_env(tmp_path, devices=2)
+  )
   for process in processes + [single]:
     assert process.wait(timeout=900) == 0, process.stdout.read()
   _, params_two = final_params(tmp_path / "two")

@@ -1,4 +1,5 @@
 """Spectrum and magnitude spectrogram against NumPy, on random and real clips, and the Keras reference."""
+
 import numpy as np
 import pytest
 import soundfile
@@ -12,8 +13,7 @@ def numpy_stft_magnitude(waveform, frame_length, hop_length):
   """Frame by frame, float64: window k of a periodic Hann is 0.5 - 0.5 cos(2 pi k / N)."""
   window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame_length) / frame_length)
   starts = range(0, len(waveform) - frame_length + 1, hop_length)
-  return np.stack([np.abs(np.fft.rfft(window * waveform[s:s + frame_length].astype(np.float64)))
-                   for s in starts])
+  return np.stack([np.abs(np.fft.rfft(window * waveform[s : s + frame_length].astype(np.float64))) for s in starts])
 
 
 def relative_error(actual, expected):
@@ -40,8 +40,8 @@ def test_frames_are_consecutive_hops_without_padding():
   x = np.arange(2 * 5000, dtype=np.float32).reshape(2, 5000)
   frames = np.asarray(features.frame(x, 1024, 256))
   assert frames.shape == (2, 1 + (5000 - 1024) // 256, 1024)
-  np.testing.assert_array_equal(frames[1, 3], x[1, 3 * 256:3 * 256 + 1024])
-  np.testing.assert_array_equal(frames[0, -1], x[0, 15 * 256:15 * 256 + 1024])
+  np.testing.assert_array_equal(frames[1, 3], x[1, 3 * 256 : 3 * 256 + 1024])
+  np.testing.assert_array_equal(frames[0, -1], x[0, 15 * 256 : 15 * 256 + 1024])
 
 
 @pytest.mark.parametrize("frame_length, hop_length", [(1024, 512), (256, 64)])
@@ -74,7 +74,7 @@ def test_spectrogram_rejects_a_hop_that_does_not_divide_the_frame(random_clips):
 @pytest.mark.parametrize("n_bins", [None, 1000])
 def test_spectrum_is_the_first_bins_of_the_full_fft(random_clips, n_bins):
   ours = np.asarray(features.spectrum(random_clips, n_bins))
-  expected = np.abs(np.fft.fft(random_clips.astype(np.float64), axis=-1))[:, :n_bins or 10_000]
+  expected = np.abs(np.fft.fft(random_clips.astype(np.float64), axis=-1))[:, : n_bins or 10_000]
   assert ours.shape == expected.shape and ours.dtype == np.float32
   assert relative_error(ours, expected) < 1e-6
 

@@ -1,4 +1,5 @@
 """The decoded-audio cache, the data order, the cut offsets and the on-device cut."""
+
 import concurrent.futures
 import os
 
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from featex_jax import tiling
 from featex_jax import input_pipeline
+from featex_jax import tiling
 from featex_jax.data import audio
 from featex_jax.data import layout
 
@@ -58,9 +59,15 @@ def write_bad_clips(folder):
   soundfile.write(folder / "silent.wav", np.zeros(8000, np.int16), 16000, subtype="PCM_16")
   (folder / "empty.wav").write_bytes(b"")
   (folder / "notes.wav").write_text("not audio")
-  return {str(folder / name): problem for name, problem in (
-      ("nan.wav", "NaN or Inf samples"), ("silent.wav", "silent clip"), ("empty.wav", "empty file"),
-      ("notes.wav", "cannot read audio"))}
+  return {
+    str(folder / name): problem
+    for name, problem in (
+      ("nan.wav", "NaN or Inf samples"),
+      ("silent.wav", "silent clip"),
+      ("empty.wav", "empty file"),
+      ("notes.wav", "cannot read audio"),
+    )
+  }
 
 
 def test_cache_stores_the_good_clips_and_lists_every_bad_one(tmp_path, monkeypatch):
@@ -68,7 +75,7 @@ def test_cache_stores_the_good_clips_and_lists_every_bad_one(tmp_path, monkeypat
   bad = write_bad_clips(tmp_path / "bad")
   paths = [good[0], *list(bad)[:2], good[1], *list(bad)[2:], good[2]]
   cache = input_pipeline.open_cache(paths, tmp_path / "cache", progress=False)
-  assert cache.paths == tuple(good) and cache.dtype == np.float32   # the NaN file's header says FLOAT
+  assert cache.paths == tuple(good) and cache.dtype == np.float32  # the NaN file's header says FLOAT
   for i, path in enumerate(good):
     np.testing.assert_array_equal(cache.read(i), audio.load_audio(path))
   assert list(cache.problems) == [p for p in paths if p in bad]
@@ -81,6 +88,7 @@ def test_clip_set_each_refuses_or_skips_the_bad_clips_of_every_list(tmp_path):
   from configs import synthetic as synthetic_config
   from featex_jax import clip_sets
   from featex_jax.data import errors
+
   good = write_clips(tmp_path / "audio", [8000, 9000])
   bad = write_bad_clips(tmp_path / "bad")
   clip = lambda path: layout.Clip(path, os.path.basename(path), "fan", "00", "source", "train", "normal", "", "")
@@ -128,8 +136,10 @@ def test_processes_read_equal_shares_of_every_global_batch(n_processes):
   """Each process reads batch / processes rows of every step, the partial last batch too (where
   a process may get only padding); together they read the global batch."""
   whole = list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2))
-  shares = [list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p,
-                                                    process_count=n_processes)) for p in range(n_processes)]
+  shares = [
+    list(input_pipeline.train_index_batches(100, 8, seed=1, epoch=2, process_index=p, process_count=n_processes))
+    for p in range(n_processes)
+  ]
   assert len(whole) == 13 and all(len(share) == 13 for share in shares)
   for step, batch in enumerate(whole):
     assert all(len(share[step]) == 8 // n_processes for share in shares)
@@ -145,7 +155,7 @@ def test_padding_rows_are_read_as_masked_silence(tmp_path):
   reader = input_pipeline.BatchReader(cache, [4, 5, 6])
   try:
     padding = input_pipeline.PADDING
-    batch, = reader.batches([np.array([2, padding, 0, padding])], [np.array([7, 99, 3, 99])])
+    (batch,) = reader.batches([np.array([2, padding, 0, padding])], [np.array([7, 99, 3, 99])])
   finally:
     reader.close()
   np.testing.assert_array_equal(batch["mask"], [True, False, True, False])

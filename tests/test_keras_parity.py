@@ -5,6 +5,7 @@ matmul precision on the golden clips, and every stored stage tensor must agree w
 of its largest magnitude (the reference's own float32 kernel noise is about 5e-6). Run with
 `-s` to see the largest error per tensor.
 """
+
 import re
 import shutil
 
@@ -44,28 +45,43 @@ def ours(converted, golden):
   block_output = lambda channels: spectrogram[f"stage_{channels}"]["block_2"]["output"][0]
   flat = np.asarray(spectrogram["flat"][0])
   return {
-      "t/fft_mag": tensors["fft_magnitude"][0],
-      "t/fft_flatten": tensors["spectrum"]["flatten"][0],
-      "t/emb_fft": e1,
-      "t/spec": tensors["stft_magnitude"][0][..., None],
-      "t/spec_bn": spectrogram["normalised"][0][..., None],
-      "t/block2_out": block_output(16),
-      "t/block3_out": block_output(32),
-      "t/block4_out": block_output(64),
-      "t/block5_out": block_output(128),
-      "t/pool_time": flat.reshape(flat.shape[0], 1, -1, block_output(128).shape[-1]),
-      "t/flat": flat,
-      "t/emb_mel": e2,
-      "t/emb": np.concatenate([e1, e2], axis=-1),
+    "t/fft_mag": tensors["fft_magnitude"][0],
+    "t/fft_flatten": tensors["spectrum"]["flatten"][0],
+    "t/emb_fft": e1,
+    "t/spec": tensors["stft_magnitude"][0][..., None],
+    "t/spec_bn": spectrogram["normalised"][0][..., None],
+    "t/block2_out": block_output(16),
+    "t/block3_out": block_output(32),
+    "t/block4_out": block_output(64),
+    "t/block5_out": block_output(128),
+    "t/pool_time": flat.reshape(flat.shape[0], 1, -1, block_output(128).shape[-1]),
+    "t/flat": flat,
+    "t/emb_mel": e2,
+    "t/emb": np.concatenate([e1, e2], axis=-1),
   }
 
 
-@pytest.mark.parametrize("key", [
-    "t/fft_mag", "t/fft_flatten", "t/emb_fft", "t/spec", "t/spec_bn", "t/block2_out",
-    "t/block3_out", "t/block4_out", "t/block5_out", "t/pool_time", "t/flat", "t/emb_mel", "t/emb"])
+@pytest.mark.parametrize(
+  "key",
+  [
+    "t/fft_mag",
+    "t/fft_flatten",
+    "t/emb_fft",
+    "t/spec",
+    "t/spec_bn",
+    "t/block2_out",
+    "t/block3_out",
+    "t/block4_out",
+    "t/block5_out",
+    "t/pool_time",
+    "t/flat",
+    "t/emb_mel",
+    "t/emb",
+  ],
+)
 def test_stage_tensor_matches_the_reference(ours, golden, key):
   expected = golden[key]
-  actual = np.asarray(ours[key])[:expected.shape[0]]
+  actual = np.asarray(ours[key])[: expected.shape[0]]
   assert actual.shape == expected.shape
   error = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
   print(f"{key}: largest error {error:.1e} of the largest magnitude")
@@ -96,13 +112,20 @@ def golden_weights(golden):
 
 def test_layer_names_with_an_offset_map_the_same(converted, golden, tmp_path):
   """A process that built another model first names the layers conv2d_20, dense_26, ..."""
-  offsets = {"conv1d": 3, "conv2d": 20, "dense": 26, "batch_normalization": 22,
-             "squeeze_and_excitation_block": 11, "sc_ada_cos": 3}
+  offsets = {
+    "conv1d": 3,
+    "conv2d": 20,
+    "dense": 26,
+    "batch_normalization": 22,
+    "squeeze_and_excitation_block": 11,
+    "sc_ada_cos": 3,
+  }
 
   def shift(name):
     match = re.fullmatch(r"(\w+?)(?:_(\d+))?", name)
     keras_class, index = match.group(1), int(match.group(2) or 0)
     return f"{keras_class}_{index + offsets[keras_class]}" if keras_class in offsets else name
+
   renamed = {"/".join(map(shift, key.split("/"))): value for key, value in golden_weights(golden).items()}
   np.savez(tmp_path / "shifted.npz", **renamed)
   shifted = convert_keras.convert(tmp_path / "shifted.npz")
@@ -110,15 +133,21 @@ def test_layer_names_with_an_offset_map_the_same(converted, golden, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, shifted[part], converted[part])
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda w: w.update({"w/conv2d_5/kernel": w["w/conv2d_5/kernel"].transpose(0, 1, 3, 2)}),
-     r"conv2d_5/kernel has shape \(3, 3, 32, 16\), expected \(3, 3, 16, 32\)"),
-    (lambda w: w.pop("w/squeeze_and_excitation_block_7/dense_19/kernel"),
-     r"squeeze_and_excitation_block_7 holds"),
-    (lambda w: [w.pop(k) for k in list(w) if k.startswith("w/batch_normalization_12/")],
-     r"21 Keras batch_normalization layers .*the reference model has 22"),
+@pytest.mark.parametrize(
+  "edit, message",
+  [
+    (
+      lambda w: w.update({"w/conv2d_5/kernel": w["w/conv2d_5/kernel"].transpose(0, 1, 3, 2)}),
+      r"conv2d_5/kernel has shape \(3, 3, 32, 16\), expected \(3, 3, 16, 32\)",
+    ),
+    (lambda w: w.pop("w/squeeze_and_excitation_block_7/dense_19/kernel"), r"squeeze_and_excitation_block_7 holds"),
+    (
+      lambda w: [w.pop(k) for k in list(w) if k.startswith("w/batch_normalization_12/")],
+      r"21 Keras batch_normalization layers .*the reference model has 22",
+    ),
     (lambda w: w.pop("w/sc_ada_cos_2/s12_16"), r"sc_ada_cos_2 has no scale"),
-])
+  ],
+)
 def test_a_weights_file_that_does_not_fit_names_the_layer(golden, tmp_path, edit, message):
   weights = golden_weights(golden)
   edit(weights)
@@ -140,8 +169,9 @@ def test_a_file_that_is_not_weights_is_rejected(tmp_path):
     convert_keras.convert(tmp_path / "notes.txt")
 
 
-def test_converted_weights_evaluate_on_data_whose_reference_table_has_their_classes(keras_reference, dcase_sample,
-                                                                                   tmp_path):
+def test_converted_weights_evaluate_on_data_whose_reference_table_has_their_classes(
+  keras_reference, dcase_sample, tmp_path
+):
   """The golden heads have N = 4, as the reference's table of the real valve clips: 2 training
   keys (pat_01 source) + 3 from the development test clips (pat_00 source, pat_02 and pat_03
   target), less the shared one. run_eval's path accepts the converted run with the class table

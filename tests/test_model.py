@@ -1,4 +1,5 @@
 """FeatExNet: the reference's shapes and parameter counts, BatchNorm semantics, dtypes, any clip length."""
+
 import functools
 import math
 
@@ -33,6 +34,7 @@ def numpy_variables(model, n_samples, seed=0):
     if name in ("scale", "var"):
       return rng.uniform(0.5, 1.5, shape).astype(np.float32)
     return rng.normal(0, 0.1, shape).astype(np.float32)
+
   return jax.tree_util.tree_map_with_path(draw, variable_shapes(model, n_samples))
 
 
@@ -52,8 +54,9 @@ def variables():
 
 @functools.partial(jax.jit, static_argnames=("model", "train"))
 def apply(model, variables, waveforms, spectrogram, train):
-  return model.apply(variables, waveforms, spectrogram, train=train,
-                     mutable=["batch_stats", "intermediates"] if train else False)
+  return model.apply(
+    variables, waveforms, spectrogram, train=train, mutable=["batch_stats", "intermediates"] if train else False
+  )
 
 
 def test_parameter_counts_equal_the_reference():
@@ -65,8 +68,9 @@ def test_parameter_counts_equal_the_reference():
 def test_intermediate_shapes_of_an_18_s_clip():
   model = model_lib.FeatExNet()
   _, state = jax.eval_shape(
-      lambda v: model.apply(v, jnp.zeros((1, 288_000)), train=False, capture_intermediates=True),
-      variable_shapes(model, 288_000))
+    lambda v: model.apply(v, jnp.zeros((1, 288_000)), train=False, capture_intermediates=True),
+    variable_shapes(model, 288_000),
+  )
   outputs = state["intermediates"]
   shape = lambda *path: functools.reduce(lambda node, key: node[key], path, outputs)["__call__"][0].shape
   assert shape("spectrum", "conv_0") == (1, 2250, 128)
@@ -86,16 +90,15 @@ def test_intermediate_shapes_of_an_18_s_clip():
 def test_decay_mask_selects_exactly_the_kernels_the_reference_regularises():
   params = variable_shapes(model_lib.FeatExNet(), SHORT)["params"]
   mask = model_lib.decayed_kernels_mask(params)
-  decayed = {"/".join(k.key for k in path[:-1])
-             for path, flag in jax.tree_util.tree_leaves_with_path(mask) if flag}
+  decayed = {"/".join(k.key for k in path[:-1]) for path, flag in jax.tree_util.tree_leaves_with_path(mask) if flag}
   # The reference puts kernel_regularizer=l2(1e-5) on every Conv1D, Conv2D and top-level
   # Dense (emb_fft, emb_mel included), none on the SE denses, the BatchNorms or the centres.
   order = convert_keras.reference_construction_order()
-  regularised = {*order["conv1d"], *order["conv2d"], *order["dense"],
-                 *convert_keras.NAMED_LAYERS.values()}
+  regularised = {*order["conv1d"], *order["conv2d"], *order["dense"], *convert_keras.NAMED_LAYERS.values()}
   assert decayed == regularised and len(decayed) == 29
-  se_kernels = [path for path, _ in jax.tree_util.tree_leaves_with_path(params)
-                if path[-2].key in model_lib.SE_DENSE_NAMES]
+  se_kernels = [
+    path for path, _ in jax.tree_util.tree_leaves_with_path(params) if path[-2].key in model_lib.SE_DENSE_NAMES
+  ]
   assert len(se_kernels) == 22
 
 
@@ -110,8 +113,7 @@ def test_training_updates_batch_statistics_as_keras_does(variables, clips):
   # moving = 0.99 * moving + 0.01 * batch, batch variance biased (divide by n).
   normalised_input = spectrogram - spectrogram.mean(axis=1, keepdims=True)
   old_bn, new_bn = old["spectrogram"]["frequency_bn"], new["spectrogram"]["frequency_bn"]
-  np.testing.assert_allclose(
-      new_bn["var"], 0.99 * old_bn["var"] + 0.01 * normalised_input.var(axis=(0, 1)), rtol=1e-5)
+  np.testing.assert_allclose(new_bn["var"], 0.99 * old_bn["var"] + 0.01 * normalised_input.var(axis=(0, 1)), rtol=1e-5)
   np.testing.assert_allclose(new_bn["mean"], 0.99 * old_bn["mean"], atol=1e-5)
 
 
@@ -123,17 +125,25 @@ def test_masked_batch_norm_uses_the_statistics_of_the_real_rows(shape, real):
   rng = np.random.default_rng(len(shape))
   x = (rng.normal(size=shape) * rng.uniform(0.5, 3, shape[-1]) + rng.normal(size=shape[-1])).astype(np.float32)
   rows = np.asarray(real, bool)
-  make = lambda mask: model_lib.RowMaskedBatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3,
-                                                   use_fast_variance=False, rows=mask)
-  variables = {"params": {"scale": rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32),
-                          "bias": rng.normal(size=shape[-1]).astype(np.float32)},
-               "batch_stats": {"mean": rng.normal(size=shape[-1]).astype(np.float32),
-                               "var": rng.uniform(0.5, 2, shape[-1]).astype(np.float32)}}
+  make = lambda mask: model_lib.RowMaskedBatchNorm(
+    use_running_average=False, momentum=0.9, epsilon=1e-3, use_fast_variance=False, rows=mask
+  )
+  variables = {
+    "params": {
+      "scale": rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32),
+      "bias": rng.normal(size=shape[-1]).astype(np.float32),
+    },
+    "batch_stats": {
+      "mean": rng.normal(size=shape[-1]).astype(np.float32),
+      "var": rng.uniform(0.5, 2, shape[-1]).astype(np.float32),
+    },
+  }
   y, state = make(jnp.asarray(rows)).apply(variables, x, mutable=["batch_stats"])
   real_x = x[rows].astype(np.float64).reshape(-1, shape[-1])
   mean, var = real_x.mean(axis=0), real_x.var(axis=0)
-  np.testing.assert_allclose(state["batch_stats"]["mean"], 0.9 * variables["batch_stats"]["mean"] + 0.1 * mean,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    state["batch_stats"]["mean"], 0.9 * variables["batch_stats"]["mean"] + 0.1 * mean, rtol=1e-5, atol=1e-6
+  )
   np.testing.assert_allclose(state["batch_stats"]["var"], 0.9 * variables["batch_stats"]["var"] + 0.1 * var, rtol=1e-5)
   expected = (x[rows] - mean) / np.sqrt(var + 1e-3) * variables["params"]["scale"] + variables["params"]["bias"]
   np.testing.assert_allclose(y[rows], expected, rtol=1e-4, atol=1e-5)
@@ -152,8 +162,9 @@ def test_a_padded_batch_trains_the_network_as_its_real_clips(variables, clips):
   (f1, f2), expected = apply(model, variables, clips, None, True)
   for padded_embedding, embedding in ((e1, f1), (e2, f2)):  # within 1e-4 of the largest value
     np.testing.assert_allclose(padded_embedding[:2], embedding, rtol=0, atol=1e-4 * np.abs(embedding).max())
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               state["batch_stats"], expected["batch_stats"])
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state["batch_stats"], expected["batch_stats"]
+  )
 
 
 def test_spectrogram_argument_replaces_the_stft_of_the_spectrogram_branch_only(variables, clips):

@@ -1,11 +1,14 @@
 """The training objective against NumPy, decay only on masked kernels, and that it can be learned."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from featex_jax import adacos, augment, objective
+from featex_jax import adacos
+from featex_jax import augment
+from featex_jax import objective
 
 
 def random_heads(rng, batch=6):
@@ -19,13 +22,17 @@ def random_heads(rng, batch=6):
 
 def random_params(rng):
   params = {
-      "conv": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32)},
-      "dense": {"kernel": rng.normal(size=(5, 3)).astype(np.float32)},
-      "norm": {"scale": rng.normal(size=(4,)).astype(np.float32), "bias": rng.normal(size=(4,)).astype(np.float32)},
-      "heads": {"centres": rng.normal(size=(6, 8)).astype(np.float32)},
+    "conv": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32)},
+    "dense": {"kernel": rng.normal(size=(5, 3)).astype(np.float32)},
+    "norm": {"scale": rng.normal(size=(4,)).astype(np.float32), "bias": rng.normal(size=(4,)).astype(np.float32)},
+    "heads": {"centres": rng.normal(size=(6, 8)).astype(np.float32)},
   }
-  mask = {"conv": {"kernel": True}, "dense": {"kernel": True}, "norm": {"scale": False, "bias": False},
-          "heads": {"centres": False}}
+  mask = {
+    "conv": {"kernel": True},
+    "dense": {"kernel": True},
+    "norm": {"scale": False, "bias": False},
+    "heads": {"centres": False},
+  }
   return params, mask
 
 
@@ -51,8 +58,9 @@ def test_total_loss_matches_numpy():
   np.testing.assert_allclose(metrics["loss/total"], loss)
   for name, (probs, labels) in heads.items():
     np.testing.assert_allclose(metrics[f"accuracy/{name}"], np.mean(probs.argmax(1) == labels.argmax(1)))
-    np.testing.assert_allclose(metrics[f"loss/{name}"], np_total_loss({name: (probs, labels)}, {name: 1.0}, params, 0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      metrics[f"loss/{name}"], np_total_loss({name: (probs, labels)}, {name: 1.0}, params, 0), rtol=1e-5
+    )
 
 
 def test_decay_only_on_masked_kernels():
@@ -65,8 +73,10 @@ def test_decay_only_on_masked_kernels():
       expected = 2e-5 * value if mask[group][name] else np.zeros_like(value)
       np.testing.assert_allclose(grads[group][name], expected, rtol=1e-6, atol=0)
   np.testing.assert_allclose(
-      metrics["loss/weight_decay"], 1e-5 * (np.sum(params["conv"]["kernel"] ** 2) + np.sum(params["dense"]["kernel"] ** 2)),
-      rtol=1e-6)
+    metrics["loss/weight_decay"],
+    1e-5 * (np.sum(params["conv"]["kernel"] ** 2) + np.sum(params["dense"]["kernel"] ** 2)),
+    rtol=1e-6,
+  )
 
 
 def test_head_names_must_match_weights():
@@ -88,13 +98,17 @@ def tiny_problem():
   inputs = (means[classes] + 0.5 * rng.normal(size=(BATCH, INPUT))).astype(np.float32)
   keys = jax.random.split(jax.random.key(4), 4)
   params = {
-      "spectrum": {"kernel": jax.random.normal(keys[0], (INPUT, HALF)) / np.sqrt(INPUT)},
-      "spectrogram": {"kernel": jax.random.normal(keys[1], (INPUT, HALF)) / np.sqrt(INPUT)},
-      "statex": {"centres": adacos.init_centres(keys[2], 2 * HALF, 3 * N_CLASSES, SUB)},
-      "featex": {"centres": adacos.init_centres(keys[3], 2 * HALF, 9 * N_CLASSES, SUB)},
+    "spectrum": {"kernel": jax.random.normal(keys[0], (INPUT, HALF)) / np.sqrt(INPUT)},
+    "spectrogram": {"kernel": jax.random.normal(keys[1], (INPUT, HALF)) / np.sqrt(INPUT)},
+    "statex": {"centres": adacos.init_centres(keys[2], 2 * HALF, 3 * N_CLASSES, SUB)},
+    "featex": {"centres": adacos.init_centres(keys[3], 2 * HALF, 9 * N_CLASSES, SUB)},
   }
-  mask = {"spectrum": {"kernel": True}, "spectrogram": {"kernel": True}, "statex": {"centres": False},
-          "featex": {"centres": False}}
+  mask = {
+    "spectrum": {"kernel": True},
+    "spectrogram": {"kernel": True},
+    "statex": {"centres": False},
+    "featex": {"centres": False},
+  }
   frozen_centres = adacos.init_centres(jax.random.key(5), 2 * HALF, N_CLASSES, SUB)
   return inputs, np.eye(N_CLASSES, dtype=np.float32)[classes], params, mask, frozen_centres
 
@@ -108,21 +122,27 @@ def make_loss(inputs, labels, mask, frozen_centres):
     swapped, featex_labels = augment.featex(featex_key, e1, e2, statex_labels, 0.5)
     embedding = jnp.concatenate([e1, e2], axis=1)
     heads, new_scales = {}, {}
-    for name, emb, centres, y in [("classification", embedding, frozen_centres, labels),
-                                  ("statex", embedding, params["statex"]["centres"], statex_labels),
-                                  ("featex", swapped, params["featex"]["centres"], featex_labels)]:
+    for name, emb, centres, y in [
+      ("classification", embedding, frozen_centres, labels),
+      ("statex", embedding, params["statex"]["centres"], statex_labels),
+      ("featex", swapped, params["featex"]["centres"], featex_labels),
+    ]:
       probs, new_scales[name] = adacos.head(emb, centres, scales[name], y, SUB, train=True)
       heads[name] = (probs, y)
     loss, metrics = objective.total_loss(heads, WEIGHTS, params, mask, 1e-5)
     return loss, (new_scales, metrics)
+
   return loss_fn
 
 
 def test_gradients_are_finite_and_adam_lowers_the_loss():
   inputs, labels, params, mask, frozen_centres = tiny_problem()
   loss_fn = make_loss(inputs, labels, mask, frozen_centres)
-  scales = {"classification": adacos.initial_scale(N_CLASSES, SUB),
-            "statex": adacos.initial_scale(3 * N_CLASSES, SUB), "featex": adacos.initial_scale(9 * N_CLASSES, SUB)}
+  scales = {
+    "classification": adacos.initial_scale(N_CLASSES, SUB),
+    "statex": adacos.initial_scale(3 * N_CLASSES, SUB),
+    "featex": adacos.initial_scale(9 * N_CLASSES, SUB),
+  }
   optimiser = optax.adam(1e-2, eps=1e-7)
   opt_state = optimiser.init(params)
 

@@ -1,4 +1,5 @@
 """Results of an evaluation: metrics of every section, results.json, the table."""
+
 import json
 
 import numpy as np
@@ -12,8 +13,9 @@ def _labelled(rng, machine, section, n=40, names=None):
   is_target = np.arange(n) % 4 >= 2
   scores = (rng.normal(size=n) + is_anomaly).astype(np.float32)
   names = names or [f"section_{section:02d}_{i:04d}.wav" for i in range(n)]
-  return results.SectionScores(machine, section, names, scores, (scores > 0.8).astype(int),
-                              is_anomaly, is_target, threshold=0.8)
+  return results.SectionScores(
+    machine, section, names, scores, (scores > 0.8).astype(int), is_anomaly, is_target, threshold=0.8
+  )
 
 
 def test_section_ids():
@@ -24,16 +26,18 @@ def test_section_ids():
 
 def _evaluation(ci95=False):
   rng = np.random.default_rng(5)
-  unlabelled = results.SectionScores("valve", 1, [f"section_01_{i:04d}.wav" for i in range(6)],
-                                    np.arange(6.0), np.zeros(6, int))
+  unlabelled = results.SectionScores(
+    "valve", 1, [f"section_01_{i:04d}.wav" for i in range(6)], np.arange(6.0), np.zeros(6, int)
+  )
   sections = [_labelled(rng, "fan", 0), _labelled(rng, "fan", 1), _labelled(rng, "pump", 0), unlabelled]
   return results.compute(sections, ci95=ci95)
 
 
 def test_results_json_holds_every_figure_and_the_metadata(tmp_path):
   evaluation = _evaluation(ci95=True)
-  results.write_results(tmp_path / "results.json", evaluation,
-                       metadata={"checkpoint_step": 120, "data_roots": ["/data/dev"]})
+  results.write_results(
+    tmp_path / "results.json", evaluation, metadata={"checkpoint_step": 120, "data_roots": ["/data/dev"]}
+  )
   written = json.loads((tmp_path / "results.json").read_text())
   assert written["metadata"] == {"checkpoint_step": 120, "data_roots": ["/data/dev"]}
   assert written["summary"]["official_score"] == pytest.approx(evaluation.summary["official_score"])
@@ -90,7 +94,8 @@ def test_members_evaluated_alone_are_reported_with_mean_and_std(tmp_path):
 
   table = results.format_table(ensemble)
   assert "The 3 models, each evaluated alone" in table
-  assert (f"Official score, mean +- std over 3 models: {100 * np.mean(official):.2f} +- "
-          f"{100 * np.std(official):.2f}") in table
+  assert (
+    f"Official score, mean +- std over 3 models: {100 * np.mean(official):.2f} +- {100 * np.std(official):.2f}"
+  ) in table
   assert "Ensemble of the 3 models (anomaly scores averaged)" in table
   assert table.index("each evaluated alone") < table.index("Ensemble of the 3") < table.index("Official score: ")

@@ -1,4 +1,5 @@
 """Submission files in the official format; any submission folder evaluated against official-format ground truth."""
+
 import json
 import os
 
@@ -16,8 +17,9 @@ def _labelled(rng, machine, section, n=40, names=None):
   is_target = np.arange(n) % 4 >= 2
   scores = (rng.normal(size=n) + is_anomaly).astype(np.float32)
   names = names or [f"section_{section:02d}_{i:04d}.wav" for i in range(n)]
-  return results.SectionScores(machine, section, names, scores, (scores > 0.8).astype(int),
-                              is_anomaly, is_target, threshold=0.8)
+  return results.SectionScores(
+    machine, section, names, scores, (scores > 0.8).astype(int), is_anomaly, is_target, threshold=0.8
+  )
 
 
 def _listing(directory):
@@ -25,10 +27,14 @@ def _listing(directory):
 
 
 def test_submission_files_have_the_official_names_and_rows(tmp_path):
-  paths = submission.write_submissions(tmp_path, [results.SectionScores(
-      "fan", 0, ["/data/fan/test/b.wav", "a.wav"], np.array([0.5, 0.25], np.float32), [1, 0])])
+  paths = submission.write_submissions(
+    tmp_path,
+    [results.SectionScores("fan", 0, ["/data/fan/test/b.wav", "a.wav"], np.array([0.5, 0.25], np.float32), [1, 0])],
+  )
   assert [os.path.basename(p) for p in paths] == [
-      "anomaly_score_fan_section_00_test.csv", "decision_result_fan_section_00_test.csv"]
+    "anomaly_score_fan_section_00_test.csv",
+    "decision_result_fan_section_00_test.csv",
+  ]
   assert (tmp_path / "anomaly_score_fan_section_00_test.csv").read_text() == "b.wav,0.5\na.wav,0.25\n"
   assert (tmp_path / "decision_result_fan_section_00_test.csv").read_text() == "b.wav,1\na.wav,0\n"
 
@@ -76,12 +82,15 @@ def test_a_failure_while_writing_leaves_no_file_behind(tmp_path, monkeypatch):
   assert _listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(
+  "change, message",
+  [
     (dict(file_names=["a.wav", "a.wav"]), "not unique"),
     (dict(file_names=["a,b.wav", "c.wav"]), "unusable in a CSV row"),
     (dict(decisions=[0, 2]), "decisions must be 0 or 1"),
     (dict(scores=[0.1]), "2 file names but scores of shape"),
-])
+  ],
+)
 def test_invalid_submissions_are_refused(tmp_path, change, message):
   fields = dict(machine="fan", section=0, file_names=["a.wav", "c.wav"], scores=[0.1, 0.2], decisions=[0, 1])
   fields.update(change)
@@ -99,7 +108,8 @@ def _write_ground_truth(root, machine, section, names, is_anomaly, is_target, fu
   if full_names is not None:
     (root / "ground_truth_attributes").mkdir(parents=True, exist_ok=True)
     (root / "ground_truth_attributes" / file).write_text(
-        "".join(f"{n},{f[:-len('.wav')]}\n" for n, f in zip(names, full_names)))
+      "".join(f"{n},{f[: -len('.wav')]}\n" for n, f in zip(names, full_names))
+    )
 
 
 def _full_name(i, anomaly, target):
@@ -119,11 +129,14 @@ def test_submission_files_evaluated_against_official_ground_truth(tmp_path):
   drone, saw = sections
   order = rng.permutation(len(drone.file_names))
   full = [_full_name(i, a, t) for i, (a, t) in enumerate(zip(drone.is_anomaly, drone.is_target))]
-  submission.write_submissions(team, [results.SectionScores(
-      "ToyDrone", 0, [full[i] for i in order], drone.scores[order], drone.decisions[order])])
+  submission.write_submissions(
+    team, [results.SectionScores("ToyDrone", 0, [full[i] for i in order], drone.scores[order], drone.decisions[order])]
+  )
   order = rng.permutation(len(saw.file_names))
-  submission.write_submissions(team, [results.SectionScores(
-      "bandsaw", 0, [saw.file_names[i] for i in order], saw.scores[order], saw.decisions[order])])
+  submission.write_submissions(
+    team,
+    [results.SectionScores("bandsaw", 0, [saw.file_names[i] for i in order], saw.scores[order], saw.decisions[order])],
+  )
 
   evaluation = submission.evaluate_submission(team, truth, ci95=False)
   for s in sections:
@@ -154,7 +167,9 @@ def test_evaluating_a_submission_from_the_command_line(tmp_path, capsys):
   s = _labelled(rng, "fan", 0, n=12)
   _write_ground_truth(tmp_path / "truth", "fan", 0, s.file_names, s.is_anomaly, s.is_target)
   submission.write_submissions(tmp_path / "team", [s])
-  submission.main([str(tmp_path / "team"), "--ground_truth", str(tmp_path / "truth"), "--out", str(tmp_path / "r.json")])
+  submission.main(
+    [str(tmp_path / "team"), "--ground_truth", str(tmp_path / "truth"), "--out", str(tmp_path / "r.json")]
+  )
   expected = dcase_metrics.section_metrics(s.scores, s.is_anomaly, s.is_target, s.decisions)
   official = dcase_metrics.official_score([expected])
   assert f"Official score: {100 * official:.2f}" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """The synthetic generator writes DCASE-format data that parses back to exactly what was asked."""
+
 import collections
 import inspect
 import json
@@ -11,11 +12,14 @@ from sklearn.metrics import roc_auc_score
 
 from configs import synthetic as synthetic_config
 from featex_jax import synthetic
+from featex_jax.data import audio
+from featex_jax.data import classes
+from featex_jax.data import layout
 from featex_jax.errors import ConfigError
-from featex_jax.data import audio, classes, layout
 
-SMALL = dict(machines=2, sections=2, train_per_section=7, target_train_per_section=3, test_per_section=9,
-             seconds=0.25, seed=3)
+SMALL = dict(
+  machines=2, sections=2, train_per_section=7, target_train_per_section=3, test_per_section=9, seconds=0.25, seed=3
+)
 
 
 def counts(clips):
@@ -49,14 +53,15 @@ def test_dev_layout_parses_back_to_what_was_asked(dev_and_eval):
     for section in ("00", "01"):
       expected[(machine, section, "train", "source", "normal")] = 7
       expected[(machine, section, "train", "target", "normal")] = 3
-      for cell, count in zip([("source", "normal"), ("source", "anomaly"), ("target", "normal"),
-                              ("target", "anomaly")], (3, 2, 2, 2)):
+      for cell, count in zip(
+        [("source", "normal"), ("source", "anomaly"), ("target", "normal"), ("target", "anomaly")], (3, 2, 2, 2)
+      ):
         expected[(machine, section, "test", *cell)] = count
   assert counts(clips) == expected
   assert summary["clips"] == {"train": 40, "test": 36} and summary["machines"] == ["hum", "whine"]
   assert summary["roots"] == [str(base / "dev")] and summary["ground_truth"] is None
-  source = {f"speed_{s}_load_{l}" for s, l in synthetic.SOURCE_ATTRIBUTES}
-  target = {f"speed_{s}_load_{l}" for s, l in synthetic.TARGET_ATTRIBUTES}
+  source = {f"speed_{speed}_load_{load}" for speed, load in synthetic.SOURCE_ATTRIBUTES}
+  target = {f"speed_{speed}_load_{load}" for speed, load in synthetic.TARGET_ATTRIBUTES}
   assert {c.attributes for c in clips if c.domain == "source"} == source
   assert {c.attributes for c in clips if c.domain == "target"} == target and not source & target
   assert classes.ClassTable.from_clips(classes.training_clips(clips)).n_classes == 2 * 2 * (6 + 2)
@@ -73,7 +78,8 @@ def test_eval_layout_with_ground_truth_round_trip(dev_and_eval):
   tests = [c for c in layout.discover(base / "eval") if c.split == "test"]
   assert {(c.label, c.domain, c.attributes) for c in tests} == {(None, None, "")}
   assert sorted(c.file_name for c in tests if c.machine == "hum" and c.section == "01") == [
-      f"section_01_{i:04d}.wav" for i in range(9)]
+    f"section_01_{i:04d}.wav" for i in range(9)
+  ]
 
   labelled = layout.discover(base / "eval", ground_truth=base / "eval")
   dev = {(c.machine, c.file_name): c for c in layout.discover(base / "dev")}
@@ -84,15 +90,23 @@ def test_eval_layout_with_ground_truth_round_trip(dev_and_eval):
     original = dict(line.split(",") for line in table.read_text().splitlines())[clip.file_name]
     twin = dev[(clip.machine, original + ".wav")]
     assert (clip.label, clip.domain, clip.attributes) == (twin.label, twin.domain, twin.attributes)
-    np.testing.assert_array_equal(soundfile.read(clip.path, dtype="int16")[0],
-                                  soundfile.read(twin.path, dtype="int16")[0])
+    np.testing.assert_array_equal(
+      soundfile.read(clip.path, dtype="int16")[0], soundfile.read(twin.path, dtype="int16")[0]
+    )
   training = lambda root: {k: v for k, v in contents(root).items() if f"{os.sep}train{os.sep}" in k}
   assert training(base / "eval") == training(base / "dev") != {}
 
 
 def test_both_layouts_hold_different_machine_types(tmp_path):
-  summary = synthetic.generate(tmp_path / "out", layout="both", machines=1, train_per_section=6,
-                               target_train_per_section=2, test_per_section=4, seconds=0.25)
+  summary = synthetic.generate(
+    tmp_path / "out",
+    layout="both",
+    machines=1,
+    train_per_section=6,
+    target_train_per_section=2,
+    test_per_section=4,
+    seconds=0.25,
+  )
   dev_root, eval_root = str(tmp_path / "out" / "dev_data"), str(tmp_path / "out" / "eval_data")
   assert summary["roots"] == [dev_root, eval_root] and summary["ground_truth"] == eval_root
   clips = layout.discover(summary["roots"], ground_truth=summary["ground_truth"])
@@ -114,8 +128,9 @@ def test_deterministic_by_seed_and_workers(tmp_path):
 def test_the_synthetic_config_keywords_are_accepted():
   keywords = dict(synthetic_config.get_config().synthetic)
   inspect.signature(synthetic.generate).bind("out", **keywords)
-  assert {"machines", "train_per_section", "target_train_per_section", "test_per_section", "seconds",
-          "seed"} <= set(keywords)
+  assert {"machines", "train_per_section", "target_train_per_section", "test_per_section", "seconds", "seed"} <= set(
+    keywords
+  )
 
 
 def test_refuses_to_overwrite_and_leaves_nothing_behind(tmp_path):
@@ -128,21 +143,40 @@ def test_refuses_to_overwrite_and_leaves_nothing_behind(tmp_path):
     synthetic.generate(tmp_path / "new", test_per_section=3, seconds=0.25)
   with pytest.raises(ValueError, match="layout"):
     synthetic.generate(tmp_path / "new", layout="flat")
-  assert sorted(os.listdir(tmp_path)) == ["taken"]   # no partial output, no staging folder
+  assert sorted(os.listdir(tmp_path)) == ["taken"]  # no partial output, no staging folder
   (tmp_path / "empty").mkdir()
-  synthetic.generate(tmp_path / "empty", machines=1, train_per_section=1, target_train_per_section=0,
-                     test_per_section=0, seconds=0.1)
+  synthetic.generate(
+    tmp_path / "empty", machines=1, train_per_section=1, target_train_per_section=0, test_per_section=0, seconds=0.1
+  )
   assert len(layout.discover(tmp_path / "empty")) == 1
 
 
 def test_command_line(tmp_path, capsys):
-  argv = [str(tmp_path / "cli"), "--machines", "1", "--train-per-section", "2", "--target-train-per-section", "1",
-          "--test-per-section", "4", "--seconds", "0.1", "--layout", "eval", "--seed", "7", "--json"]
+  argv = [
+    str(tmp_path / "cli"),
+    "--machines",
+    "1",
+    "--train-per-section",
+    "2",
+    "--target-train-per-section",
+    "1",
+    "--test-per-section",
+    "4",
+    "--seconds",
+    "0.1",
+    "--layout",
+    "eval",
+    "--seed",
+    "7",
+    "--json",
+  ]
   assert synthetic.main(argv) == 0
   summary = json.loads(capsys.readouterr().out)
   assert summary["clips"] == {"train": 3, "test": 4} and summary["seed"] == 7 and summary["layout"] == "eval"
   assert len(layout.discover(tmp_path / "cli", ground_truth=tmp_path / "cli")) == 7
-  with pytest.raises(ConfigError, match="cli exists and is not an empty folder"):   # the command line prints it (test_command_lines)
+  with pytest.raises(
+    ConfigError, match="cli exists and is not an empty folder"
+  ):  # the command line prints it (test_command_lines)
     synthetic.main(argv)
 
 
@@ -155,8 +189,9 @@ def log_spectrum(path):
 
 
 def test_machines_are_distinct_and_anomalies_detectable_but_not_trivial(tmp_path):
-  synthetic.generate(tmp_path / "d", machines=2, train_per_section=60, target_train_per_section=6,
-                     test_per_section=48, seconds=2.0)
+  synthetic.generate(
+    tmp_path / "d", machines=2, train_per_section=60, target_train_per_section=6, test_per_section=48, seconds=2.0
+  )
   clips = layout.discover(tmp_path / "d")
   features = np.array([log_spectrum(c.path) for c in clips])
   train = np.array([c.split == "train" for c in clips])
@@ -170,10 +205,10 @@ def test_machines_are_distinct_and_anomalies_detectable_but_not_trivial(tmp_path
   for machine in ("hum", "whine"):
     own = machines[train] == machine
     mine = machines[~train] == machine
-    score = distances[mine][:, own].min(1)   # nearest-neighbour distance to the machine's training clips
+    score = distances[mine][:, own].min(1)  # nearest-neighbour distance to the machine's training clips
     y, d = anomalous[~train][mine], domains[~train][mine]
     for domain in ("source", "target"):
-      chosen = (d == domain) | y              # the official per-domain AUC: the domain's normals, all anomalies
+      chosen = (d == domain) | y  # the official per-domain AUC: the domain's normals, all anomalies
       aucs.append(roc_auc_score(y[chosen], score[chosen]))
   # Even this crude detector finds the anomalies well above chance, and does not separate them all.
   assert 0.65 < np.mean(aucs) < 0.95 and max(aucs) < 1.0, aucs

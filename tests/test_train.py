@@ -1,5 +1,6 @@
 """The train step: device-count invariance (also of padded partial batches), determinism,
 learning, every paper variant, the matmul precision it compiles with."""
+
 import dataclasses
 import importlib
 import re
@@ -21,8 +22,11 @@ PARTIAL = 5  # real clips in the partial batch of 8 (padded): three of 8 devices
 
 
 def tiny_config(variant=None):
-  config = (importlib.import_module(f"configs.variants.{variant}").get_config("synthetic")
-            if variant else synthetic.get_config())
+  config = (
+    importlib.import_module(f"configs.variants.{variant}").get_config("synthetic")
+    if variant
+    else synthetic.get_config()
+  )
   config.data.clip_samples = CLIP
   config.train.batch_size = 8
   return config
@@ -31,11 +35,13 @@ def tiny_config(variant=None):
 def random_batch(seed, batch_size=8, stored=12000, real_rows=None):
   """Random stored clips; rows from `real_rows` on are padding (mask False) full of other random clips."""
   rng = np.random.default_rng(seed)
-  return {"audio": (rng.standard_normal((batch_size, stored)) * 3000).astype(np.int16),
-          "lengths": rng.integers(stored // 2, stored + 1, batch_size).astype(np.int32),
-          "offsets": rng.integers(0, 4000, batch_size).astype(np.int32),
-          "labels": rng.integers(0, N_CLASSES, batch_size).astype(np.int32),
-          "mask": np.arange(batch_size) < (batch_size if real_rows is None else real_rows)}
+  return {
+    "audio": (rng.standard_normal((batch_size, stored)) * 3000).astype(np.int16),
+    "lengths": rng.integers(stored // 2, stored + 1, batch_size).astype(np.int32),
+    "offsets": rng.integers(0, 4000, batch_size).astype(np.int32),
+    "labels": rng.integers(0, N_CLASSES, batch_size).astype(np.int32),
+    "mask": np.arange(batch_size) < (batch_size if real_rows is None else real_rows),
+  }
 
 
 def compiled_step(config, devices):
@@ -61,12 +67,13 @@ def run_steps(config, devices, n_steps, compiled=None):
 @dataclasses.dataclass
 class Runs:
   """What one mesh computed from one initial state: 5 steps, and one step on a partial batch."""
-  initial: object   # host state
-  step: object      # the jit'd step
+
+  initial: object  # host state
+  step: object  # the jit'd step
   mesh: object
-  states: list      # host state after each of the 5 steps
-  history: list     # metrics of each of the 5 steps
-  partial: tuple    # (host state, metrics) after one step on random_batch(0, real_rows=PARTIAL)
+  states: list  # host state after each of the 5 steps
+  history: list  # metrics of each of the 5 steps
+  partial: tuple  # (host state, metrics) after one step on random_batch(0, real_rows=PARTIAL)
 
 
 def runs_on(config, devices):
@@ -166,8 +173,9 @@ def test_padding_rows_change_nothing(one_and_eight_devices):
   padding = ~batch["mask"]
   for name in ("audio", "lengths", "offsets", "labels"):
     batch[name][padding] = other[name][padding]
-  state, metrics = one.step(sharding.replicate(one.initial, one.mesh), sharding.global_batch(batch, one.mesh),
-                            train.step_key(config.seed, 0))
+  state, metrics = one.step(
+    sharding.replicate(one.initial, one.mesh), sharding.global_batch(batch, one.mesh), train.step_key(config.seed, 0)
+  )
   got = jax.tree.leaves((jax.device_get(state), jax.device_get(metrics)))
   for x, y in zip(got, jax.tree.leaves(one.partial)):
     np.testing.assert_array_equal(x, y)
@@ -175,14 +183,16 @@ def test_padding_rows_change_nothing(one_and_eight_devices):
 
 def precisions_in(lowered_text):
   """The precision names of every dot_general and convolution of a lowered program."""
-  ops = [line for line in lowered_text.splitlines()
-         if "stablehlo.dot_general" in line or "stablehlo.convolution" in line]
+  ops = [
+    line for line in lowered_text.splitlines() if "stablehlo.dot_general" in line or "stablehlo.convolution" in line
+  ]
   assert ops
   return {name for line in ops for name in re.findall(r"\b(DEFAULT|HIGHEST|HIGH)\b", line) or ["none"]}
 
 
-@pytest.mark.parametrize("setting, expected", [("float32", {"HIGHEST"}), ("bfloat16", {"DEFAULT"}),
-                                               ("default", {"HIGH"})])
+@pytest.mark.parametrize(
+  "setting, expected", [("float32", {"HIGHEST"}), ("bfloat16", {"DEFAULT"}), ("default", {"HIGH"})]
+)
 def test_matmul_precision_reaches_the_compiled_train_step(setting, expected):
   """Every dot and convolution of the step, forward and backward, whatever the caller's
   context (here TF32); "default" leaves it to that context."""
@@ -215,8 +225,8 @@ def test_scales_move_and_frozen_centres_stay(one_and_eight_devices):
   config, one, _ = one_and_eight_devices
   states, history = one.states, one.history
   fresh_centres = state_lib.create_train_state(
-      config, model_lib.create_model(config.model), state_lib.heads_for(config, N_CLASSES),
-      jax.random.key(config.seed)).params["centres"]
+    config, model_lib.create_model(config.model), state_lib.heads_for(config, N_CLASSES), jax.random.key(config.seed)
+  ).params["centres"]
   np.testing.assert_array_equal(states[-1].params["centres"]["classification"], fresh_centres["classification"])
   assert not np.allclose(states[-1].params["centres"]["featex"], fresh_centres["featex"])
   n_sub = config.loss.n_subclusters
@@ -252,8 +262,17 @@ def test_loss_decreases_over_30_steps():
   assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
 
 
-VARIANTS = ["baseline", "statex_only", "featex_only", "regular_statex", "regular_featex", "proposed",
-            "ablation_no_class_labels", "ablation_frozen_ssl_centres", "ablation_no_tmn_full_statex"]
+VARIANTS = [
+  "baseline",
+  "statex_only",
+  "featex_only",
+  "regular_statex",
+  "regular_featex",
+  "proposed",
+  "ablation_no_class_labels",
+  "ablation_frozen_ssl_centres",
+  "ablation_no_tmn_full_statex",
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

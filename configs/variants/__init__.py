@@ -4,21 +4,26 @@ Each file changes a few fields of a dataset config: `get_config("synthetic")` ap
 variant to configs/synthetic.py (default: dcase2023). On the command line:
 `--dataset synthetic --variant baseline`, or `--config configs/variants/baseline.py:synthetic`.
 """
+
 import importlib
 import pathlib
 
 # The variants each of the paper's tables compares, in the paper's column order, and the
 # paper's name for each (the column headings of run_sweep.py's tables).
 PAPER_TABLES = {
-    1: ("baseline", "statex_only", "featex_only", "regular_statex", "regular_featex", "proposed"),
-    2: ("ablation_no_class_labels", "ablation_frozen_ssl_centres", "ablation_no_tmn_full_statex"),
+  1: ("baseline", "statex_only", "featex_only", "regular_statex", "regular_featex", "proposed"),
+  2: ("ablation_no_class_labels", "ablation_frozen_ssl_centres", "ablation_no_tmn_full_statex"),
 }
 TITLES = {
-    "baseline": "baseline", "statex_only": "StatEx only", "featex_only": "FeatEx only",
-    "regular_statex": "regular + StatEx", "regular_featex": "regular + FeatEx", "proposed": "proposed",
-    "ablation_no_class_labels": "SSL loss without class labels",
-    "ablation_frozen_ssl_centres": "non-trainable class centres",
-    "ablation_no_tmn_full_statex": "no TMN and full StatEx",
+  "baseline": "baseline",
+  "statex_only": "StatEx only",
+  "featex_only": "FeatEx only",
+  "regular_statex": "regular + StatEx",
+  "regular_featex": "regular + FeatEx",
+  "proposed": "proposed",
+  "ablation_no_class_labels": "SSL loss without class labels",
+  "ablation_frozen_ssl_centres": "non-trainable class centres",
+  "ablation_no_tmn_full_statex": "no TMN and full StatEx",
 }
 
 

@@ -1,4 +1,5 @@
 """Ablation: non-trainable (random, frozen) centres for the SSL heads."""
+
 from configs.variants import dataset_config
 
 

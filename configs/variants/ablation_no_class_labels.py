@@ -1,4 +1,5 @@
 """Ablation: the SSL losses see only which augmentation was applied, not the classes."""
+
 from configs.variants import dataset_config
 
 

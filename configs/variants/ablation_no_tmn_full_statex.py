@@ -1,4 +1,5 @@
 """Ablation: no temporal mean normalisation, StatEx over time and frequency (random per clip)."""
+
 from configs.variants import dataset_config
 
 

@@ -1,4 +1,5 @@
 """Baseline without SSL: mixup and the N-class sub-cluster AdaCos loss only."""
+
 from configs.variants import dataset_config
 
 

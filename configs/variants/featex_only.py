@@ -1,4 +1,5 @@
 """FeatEx only: the 3N-class FeatEx loss (no StatEx) replaces the classification loss."""
+
 from configs.variants import dataset_config
 
 

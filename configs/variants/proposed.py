@@ -1,4 +1,5 @@
 """The proposed system: mixup, StatEx and FeatEx, classification + 9N FeatEx losses."""
+
 from configs.variants import dataset_config
 
 

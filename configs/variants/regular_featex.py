@@ -1,4 +1,5 @@
 """Regular classification loss + FeatEx loss (3N classes), no StatEx."""
+
 from configs.variants import dataset_config
 
 

@@ -1,4 +1,5 @@
 """Regular classification loss + StatEx loss (3N classes), no FeatEx."""
+
 from configs.variants import dataset_config
 
 

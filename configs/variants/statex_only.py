@@ -1,4 +1,5 @@
 """StatEx only: the 3N-class StatEx loss replaces the classification loss."""
+
 from configs.variants import dataset_config
 
 

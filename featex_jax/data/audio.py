@@ -4,6 +4,7 @@ Decoding (`load_audio`) and cutting (`fit_length`) are separate so that a pipeli
 each clip once and cut it either once (the reference: a random offset drawn at load time) or
 afresh every epoch (`random_offset` per epoch).
 """
+
 import concurrent.futures
 import dataclasses
 import os
@@ -14,7 +15,8 @@ import numpy as np
 import soundfile
 import soxr
 
-from featex_jax.data.errors import DataError, SkippedClipsWarning
+from featex_jax.data.errors import DataError
+from featex_jax.data.errors import SkippedClipsWarning
 from featex_jax.errors import listing
 
 
@@ -23,8 +25,8 @@ class Header:
   frames: int
   sample_rate: int
   channels: int
-  format: str     # 'WAV', 'FLAC', ...
-  subtype: str    # 'PCM_16', 'FLOAT', ...
+  format: str  # 'WAV', 'FLAC', ...
+  subtype: str  # 'PCM_16', 'FLOAT', ...
 
   @property
   def duration(self):
@@ -131,7 +133,7 @@ def fit_length(wav, length, offset):
   """The clip tiled ceil(length / n) times and cut to [offset, offset + length): the reference's adjust_size."""
   if not 0 <= offset <= max_offset(len(wav), length):
     raise ValueError(f"offset {offset} outside [0, {max_offset(len(wav), length)}] for a clip of {len(wav)} samples")
-  return np.tile(wav, -(-length // len(wav)))[offset:offset + length]
+  return np.tile(wav, -(-length // len(wav)))[offset : offset + length]
 
 
 def validate_clips(clips, skip_bad=False, sample_rate=16000, workers=4, progress=False):
@@ -141,10 +143,13 @@ def validate_clips(clips, skip_bad=False, sample_rate=16000, workers=4, progress
   every bad file, or with `skip_bad` is left out (see `usable_clips`).
   """
   import tqdm
+
   clips = list(clips)
   problems = {}
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool, tqdm.tqdm(
-      total=len(clips), desc="checking audio", unit="clip", disable=not progress) as bar:
+  with (
+    concurrent.futures.ThreadPoolExecutor(workers) as pool,
+    tqdm.tqdm(total=len(clips), desc="checking audio", unit="clip", disable=not progress) as bar,
+  ):
     for clip, (_, problem) in zip(clips, pool.map(lambda c: try_load_audio(c.path, sample_rate), clips)):
       if problem:
         problems[clip.path] = problem

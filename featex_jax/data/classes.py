@@ -8,11 +8,13 @@ development set's test clips, normal and anomalous ("reference"), so N counts at
 values that only test clips have; "training" uses the training clips alone. A class table is
 saved with every run so that the rows of a checkpoint's heads map back to names.
 """
+
 import dataclasses
 
 from featex_jax.data import names
 from featex_jax.data.errors import DataError
-from featex_jax.errors import ConfigError, listing
+from featex_jax.errors import ConfigError
+from featex_jax.errors import listing
 
 TRAINING_SPLITS = ("train", "supplemental")
 CLASS_TABLES = ("reference", "training")
@@ -67,8 +69,9 @@ def _group_name(group):
 @dataclasses.dataclass(frozen=True)
 class ClassTable:
   """N training classes and the (machine, section) groups, both in the reference's order."""
-  classes: tuple   # of ClassKey
-  groups: tuple    # of (machine, section)
+
+  classes: tuple  # of ClassKey
+  groups: tuple  # of (machine, section)
 
   def __post_init__(self):
     if list(self.classes) != sorted(set(self.classes), key=lambda k: k.name):
@@ -104,8 +107,11 @@ class ClassTable:
     return self._class_index[key]
 
   def to_dict(self):
-    return {"format": _FORMAT, "classes": [dataclasses.asdict(k) for k in self.classes],
-            "groups": [list(g) for g in self.groups]}
+    return {
+      "format": _FORMAT,
+      "classes": [dataclasses.asdict(k) for k in self.classes],
+      "groups": [list(g) for g in self.groups],
+    }
 
   @classmethod
   def from_dict(cls, data):
@@ -125,5 +131,8 @@ class ClassTable:
     mine, theirs = set(self.classes), set(other.classes)
     problems = [f"only in {this_name}: {k.name}" for k in self.classes if k not in theirs]
     problems += [f"only in {other_name}: {k.name}" for k in other.classes if k not in mine]
-    raise DataError(listing(f"the training classes of {this_name} ({self.n_classes}) and {other_name} "
-                            f"({other.n_classes}) differ", problems))
+    raise DataError(
+      listing(
+        f"the training classes of {this_name} ({self.n_classes}) and {other_name} ({other.n_classes}) differ", problems
+      )
+    )

@@ -1,4 +1,5 @@
 """Problems with the data a user brought: each message names the file and what is wrong with it."""
+
 from featex_jax.errors import FeatexError
 
 

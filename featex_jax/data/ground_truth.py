@@ -7,6 +7,7 @@
 No header. The attributes table maps each anonymous evaluation name (section_00_0000.wav) to
 the name the clip would have in the development set, which also states label and domain.
 """
+
 import collections
 import csv
 import dataclasses
@@ -20,14 +21,15 @@ from featex_jax.errors import listing
 
 DATA, DOMAIN, ATTRIBUTES = "ground_truth_data", "ground_truth_domain", "ground_truth_attributes"
 FOLDERS = (DATA, DOMAIN, ATTRIBUTES)
-LABELS = ("normal", "anomaly")   # value 0, 1 in ground_truth_data
-DOMAINS = ("source", "target")   # value 0, 1 in ground_truth_domain
+LABELS = ("normal", "anomaly")  # value 0, 1 in ground_truth_data
+DOMAINS = ("source", "target")  # value 0, 1 in ground_truth_domain
 _CSV_NAME = re.compile(r"ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv")
 
 
 @dataclasses.dataclass(frozen=True)
 class Truth:
   """What the ground truth says about one test file; None where no table says it."""
+
   label: str | None = None
   domain: str | None = None
   attributes: str | None = None
@@ -85,7 +87,7 @@ def read(directory):
   present = [f for f in FOLDERS if os.path.isdir(os.path.join(directory, f))]
   if not present:
     raise DataError(f"{directory}: no ground-truth folders found (expected {', '.join(FOLDERS)})")
-  tables = collections.defaultdict(dict)   # key -> folder -> table
+  tables = collections.defaultdict(dict)  # key -> folder -> table
   for folder in present:
     for csv_file in sorted(os.listdir(os.path.join(directory, folder))):
       if not csv_file.endswith(".csv"):
@@ -111,8 +113,10 @@ def read(directory):
 
 
 def _mismatch(headline, listed, found, listed_name="only in the first", found_name="only in the second"):
-  return listing(headline, [f"{listed_name}: {n}" for n in sorted(listed - found)] +
-                 [f"{found_name}: {n}" for n in sorted(found - listed)])
+  return listing(
+    headline,
+    [f"{listed_name}: {n}" for n in sorted(listed - found)] + [f"{found_name}: {n}" for n in sorted(found - listed)],
+  )
 
 
 def apply(clips, truth):
@@ -129,16 +133,26 @@ def apply(clips, truth):
       test_files[clip.group].add(clip.file_name)
   used = {key: table for key, table in truth.items() if key[0] in machines}
   if not used:
-    raise DataError(f"the ground truth covers machine types {sorted({m for m, _ in truth})}, none of which "
-                    f"was found (found: {sorted(machines)})")
+    raise DataError(
+      f"the ground truth covers machine types {sorted({m for m, _ in truth})}, none of which "
+      f"was found (found: {sorted(machines)})"
+    )
   for (machine, section), table in used.items():
     found = test_files.get((machine, section), set())
     if set(table) != found:
-      raise DataError(_mismatch(
+      raise DataError(
+        _mismatch(
           f"ground truth of {machine} section {section} does not match the test files found",
-          set(table), found, "listed but not found", "found but not listed"))
-  return [_labelled(clip, used[clip.group][clip.file_name]) if clip.split == "test" and clip.group in used else clip
-          for clip in clips]
+          set(table),
+          found,
+          "listed but not found",
+          "found but not listed",
+        )
+      )
+  return [
+    _labelled(clip, used[clip.group][clip.file_name]) if clip.split == "test" and clip.group in used else clip
+    for clip in clips
+  ]
 
 
 def _labelled(clip, truth):
@@ -150,10 +164,11 @@ def _labelled(clip, truth):
 @dataclasses.dataclass(frozen=True)
 class Row:
   """One evaluation test file: its anonymous name and what it is (for `write`)."""
+
   machine: str
   section: str
-  file_name: str       # section_00_0000.wav
-  original_name: str   # section_00_source_test_anomaly_0003_speed_1_load_1 (development-style, no extension)
+  file_name: str  # section_00_0000.wav
+  original_name: str  # section_00_source_test_anomaly_0003_speed_1_load_1 (development-style, no extension)
   label: str
   domain: str
 
@@ -165,9 +180,11 @@ def write(directory, rows):
     by_key[(row.machine, row.section)].append(row)
   for (machine, section), group in by_key.items():
     group.sort(key=lambda r: r.file_name)
-    columns = {DATA: [str(LABELS.index(r.label)) for r in group],
-               DOMAIN: [str(DOMAINS.index(r.domain)) for r in group],
-               ATTRIBUTES: [r.original_name for r in group]}
+    columns = {
+      DATA: [str(LABELS.index(r.label)) for r in group],
+      DOMAIN: [str(DOMAINS.index(r.domain)) for r in group],
+      ATTRIBUTES: [r.original_name for r in group],
+    }
     for folder, values in columns.items():
       text = "".join(f"{r.file_name},{v}\n" for r, v in zip(group, values))
       files.write_text(os.path.join(directory, folder, csv_name(machine, section)), text)

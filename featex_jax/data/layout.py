@@ -5,6 +5,7 @@ evaluation archive beside a development one; DCASE2024/2025 add `supplemental/` 
 DCASE2021 splits its test set into `source_test/` and `target_test/`. A machine folder is any
 folder with a split folder holding audio; its name is the machine type.
 """
+
 import collections
 import dataclasses
 import os
@@ -15,23 +16,29 @@ from featex_jax.data.errors import DataError
 from featex_jax.errors import listing
 
 # Split folder -> split. Training uses 'train' and 'supplemental'.
-SPLIT_FOLDERS = {"train": "train", "supplemental": "supplemental", "test": "test",
-                 "source_test": "test", "target_test": "test"}
+SPLIT_FOLDERS = {
+  "train": "train",
+  "supplemental": "supplemental",
+  "test": "test",
+  "source_test": "test",
+  "target_test": "test",
+}
 _SPLIT_ORDER = ("train", "supplemental", "test")
 
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
   """One audio file and what it is. None where nothing says it (unlabelled evaluation clips)."""
-  path: str               # absolute path
-  file_name: str          # as in the submission CSVs
-  machine: str            # machine type = name of the machine folder
-  section: str            # '00'
-  domain: str | None      # 'source' | 'target'
-  split: str              # 'train' | 'supplemental' | 'test'
-  label: str | None       # 'normal' | 'anomaly'
-  attributes: str         # 'car_C2_spd_34V_mic_1', 'noAttribute' or ''
-  root: str               # the root it was found under (as given), e.g. the dev or the eval set
+
+  path: str  # absolute path
+  file_name: str  # as in the submission CSVs
+  machine: str  # machine type = name of the machine folder
+  section: str  # '00'
+  domain: str | None  # 'source' | 'target'
+  split: str  # 'train' | 'supplemental' | 'test'
+  label: str | None  # 'normal' | 'anomaly'
+  attributes: str  # 'car_C2_spd_34V_mic_1', 'noAttribute' or ''
+  root: str  # the root it was found under (as given), e.g. the dev or the eval set
   content: str | None = None  # supplemental clips: 'machine' or 'noise' as their name says
 
   @property
@@ -84,9 +91,18 @@ def _clip(path, root, machine, split):
     raise DataError(f"{path}: training files must be normal, the name says {parsed.label}")
   else:
     label = parsed.label
-  return Clip(path=os.path.abspath(path), file_name=os.path.basename(path), machine=machine,
-              section=parsed.section, domain=parsed.domain, split=split, label=label,
-              attributes=parsed.attributes, root=str(root), content=parsed.content)
+  return Clip(
+    path=os.path.abspath(path),
+    file_name=os.path.basename(path),
+    machine=machine,
+    section=parsed.section,
+    domain=parsed.domain,
+    split=split,
+    label=label,
+    attributes=parsed.attributes,
+    root=str(root),
+    content=parsed.content,
+  )
 
 
 def machine_clips(folder, root):
@@ -142,5 +158,10 @@ def _check_unique(clips):
   twice = [" and ".join(p) for p in by_file.values() if len(p) > 1]
   twice += [" and ".join(p) for p in by_name.values() if len(set(map(os.path.realpath, p))) > 1]
   if twice:
-    raise DataError(listing(f"{len(twice)} clip(s) found twice (overlapping roots, or one file name for the same "
-                            "machine, section and split in two roots)", twice))
+    raise DataError(
+      listing(
+        f"{len(twice)} clip(s) found twice (overlapping roots, or one file name for the same "
+        "machine, section and split in two roots)",
+        twice,
+      )
+    )

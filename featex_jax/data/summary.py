@@ -20,8 +20,9 @@ def summarize(clips, class_table="reference"):
       bad.append(str(e))
       continue
     key = tuple(getattr(clip, k) for k in _ROW_KEY)
-    row = rows.setdefault(key, {**dict(zip(_ROW_KEY, key)), "clips": 0, "duration_s": 0.0,
-                                "sample_rates": set(), "channels": set()})
+    row = rows.setdefault(
+      key, {**dict(zip(_ROW_KEY, key)), "clips": 0, "duration_s": 0.0, "sample_rates": set(), "channels": set()}
+    )
     row["clips"] += 1
     row["duration_s"] += header.duration
     row["sample_rates"].add(header.sample_rate)
@@ -33,15 +34,15 @@ def summarize(clips, class_table="reference"):
   table_clips = classes_lib.table_clips(clips, class_table)
   table = classes_lib.ClassTable.from_clips(table_clips) if table_clips else None
   return {
-      "roots": list(dict.fromkeys(c.root for c in clips)),
-      "clips": len(clips),
-      "machines": sorted({c.machine for c in clips}),
-      "groups": table.n_groups if table else 0,
-      "class_table": class_table,
-      "classes": table.n_classes if table else 0,
-      "class_names": table.class_names if table else [],
-      "rows": ordered,
-      "unreadable": bad,
+    "roots": list(dict.fromkeys(c.root for c in clips)),
+    "clips": len(clips),
+    "machines": sorted({c.machine for c in clips}),
+    "groups": table.n_groups if table else 0,
+    "class_table": class_table,
+    "classes": table.n_classes if table else 0,
+    "class_names": table.class_names if table else [],
+    "rows": ordered,
+    "unreadable": bad,
   }
 
 
@@ -50,15 +51,23 @@ def format_table(summary):
   header = ("machine", "section", "split", "domain", "label", "clips", "duration", "sample rates", "channels")
   lines = [header]
   for row in summary["rows"]:
-    lines.append(tuple("-" if row[k] is None else str(row[k]) for k in _ROW_KEY) + (
-        str(row["clips"]), _duration(row["duration_s"]), ",".join(map(str, row["sample_rates"])),
-        ",".join(map(str, row["channels"]))))
+    lines.append(
+      tuple("-" if row[k] is None else str(row[k]) for k in _ROW_KEY)
+      + (
+        str(row["clips"]),
+        _duration(row["duration_s"]),
+        ",".join(map(str, row["sample_rates"])),
+        ",".join(map(str, row["channels"])),
+      )
+    )
   widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
   text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
   total = sum(r["duration_s"] for r in summary["rows"])
-  text.append(f"{summary['clips']} clips ({_duration(total)}) of {len(summary['machines'])} machine types; "
-              f"{summary['groups']} (machine, section) groups; N = {summary['classes']} classes "
-              f"(data.class_table={summary['class_table']})")
+  text.append(
+    f"{summary['clips']} clips ({_duration(total)}) of {len(summary['machines'])} machine types; "
+    f"{summary['groups']} (machine, section) groups; N = {summary['classes']} classes "
+    f"(data.class_table={summary['class_table']})"
+  )
   if summary["unreadable"]:
     text.append(f"{len(summary['unreadable'])} unreadable file(s):")
     text.extend("  " + problem for problem in summary["unreadable"])
