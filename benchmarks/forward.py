@@ -9,6 +9,7 @@ calls after --warmup untimed ones, each waited for with block_until_ready.
   python benchmarks/forward.py --batch 16 64 --dtype float32 bfloat16
   python benchmarks/forward.py --fake-devices 8 --devices 1 8
 """
+
 import harness
 
 
@@ -23,18 +24,21 @@ def measure(args, dtype, n_devices, batch):
   import jax
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+
   from featex_jax import embedding
   from featex_jax import model as model_lib
   from featex_jax import sharding
   from featex_jax import state as state_lib
+
   config = harness.reference_config(dtype, args.clip_samples)
   config.model.cpu_kernels = args.cpu_kernels
   mesh = sharding.data_mesh(jax.devices()[:n_devices])
   network = model_lib.create_model(config.model)
   heads = state_lib.heads_for(config, 42)  # the heads do not enter the embedding
   state = state_lib.create_train_state(config, network, heads, jax.random.key(0))
-  variables = jax.device_put({"params": state.params["backbone"], "batch_stats": state.batch_stats},
-                             NamedSharding(mesh, P()))
+  variables = jax.device_put(
+    {"params": state.params["backbone"], "batch_stats": state.batch_stats}, NamedSharding(mesh, P())
+  )
   fn = embedding.embedding_fn(network, config, mesh)
   host = harness.stored_batch(batch, int(args.stored_seconds * config.data.sample_rate), config.data.clip_samples, 42)
   device_batch = sharding.global_batch({k: host[k] for k in ("audio", "lengths", "offsets")}, mesh)

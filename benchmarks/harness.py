@@ -3,6 +3,7 @@
 Imported before JAX on purpose: `--fake-devices` only works when XLA_FLAGS is set before the
 first `import jax`, so nothing here imports JAX at module level.
 """
+
 import argparse
 import datetime
 import json
@@ -28,26 +29,48 @@ def parser(description):
 
 
 def add_device_options(p):
-  p.add_argument("--fake-devices", type=int, default=0, metavar="N",
-                 help="split the CPU into N XLA devices (--xla_force_host_platform_device_count) for the "
-                      "scaling shape; the arithmetic still runs on the same cores")
-  p.add_argument("--peak-gflops", default="matmul",
-                 help="peak for the 'of peak' column: a number in GFLOP/s, 'matmul' (measure a large "
-                      "matmul in each dtype on device 0 here) or 'none'")
+  p.add_argument(
+    "--fake-devices",
+    type=int,
+    default=0,
+    metavar="N",
+    help="split the CPU into N XLA devices (--xla_force_host_platform_device_count) for the "
+    "scaling shape; the arithmetic still runs on the same cores",
+  )
+  p.add_argument(
+    "--peak-gflops",
+    default="matmul",
+    help="peak for the 'of peak' column: a number in GFLOP/s, 'matmul' (measure a large "
+    "matmul in each dtype on device 0 here) or 'none'",
+  )
 
 
 def add_sweep_options(p, unit):
   """The options of the step benchmarks: what to sweep and how long to time; `unit` names a timed call."""
   p.add_argument("--batch", type=int, nargs="+", default=[64], help="global batch sizes")
-  p.add_argument("--devices", type=int, nargs="+", default=None,
-                 help="device counts to run on (the first N devices); default: all")
-  p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
-                 help="network computation dtype (config.model.dtype)")
-  p.add_argument("--cpu-kernels", default="auto", choices=["auto", "xla", "custom"],
-                 help="config.model.cpu_kernels: featex_jax.cpu_ops (custom; auto = on the CPU) or XLA's own ops")
+  p.add_argument(
+    "--devices", type=int, nargs="+", default=None, help="device counts to run on (the first N devices); default: all"
+  )
+  p.add_argument(
+    "--dtype",
+    nargs="+",
+    default=["float32"],
+    choices=["float32", "bfloat16"],
+    help="network computation dtype (config.model.dtype)",
+  )
+  p.add_argument(
+    "--cpu-kernels",
+    default="auto",
+    choices=["auto", "xla", "custom"],
+    help="config.model.cpu_kernels: featex_jax.cpu_ops (custom; auto = on the CPU) or XLA's own ops",
+  )
   p.add_argument("--clip-samples", type=int, default=288000, help="model clip length (reference: 288,000 = 18 s)")
-  p.add_argument("--stored-seconds", type=float, default=10.0,
-                 help="length of the stored clips the device tiles and cuts (DCASE2023: 10 s)")
+  p.add_argument(
+    "--stored-seconds",
+    type=float,
+    default=10.0,
+    help="length of the stored clips the device tiles and cuts (DCASE2023: 10 s)",
+  )
   p.add_argument("--steps", type=int, default=5, help=f"timed {unit} calls (median reported)")
   p.add_argument("--warmup", type=int, default=1, help=f"untimed {unit} calls after compiling")
 
@@ -67,6 +90,7 @@ def set_fake_devices(n):
 def machine():
   """Where and when a figure was measured: CPU model, cores, load, JAX version and devices."""
   import jax
+
   model = platform.processor() or "unknown"
   try:
     for line in open("/proc/cpuinfo"):
@@ -76,11 +100,17 @@ def machine():
   except OSError:
     pass
   device = jax.devices()[0]
-  return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-          "cpu": model, "cpu_cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-          "jax": jax.__version__, "backend": jax.default_backend(),
-          "device_kind": device.device_kind, "devices": jax.device_count(),
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  return {
+    "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    "cpu": model,
+    "cpu_cores": os.cpu_count(),
+    "load_avg_1m": round(os.getloadavg()[0], 2),
+    "jax": jax.__version__,
+    "backend": jax.default_backend(),
+    "device_kind": device.device_kind,
+    "devices": jax.device_count(),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
 
 
 class OtherLoad:
@@ -146,10 +176,11 @@ def matmul_gflops(dtype, n=2048, steps=3):
   """Measured GFLOP/s of an n x n matmul in `dtype` on device 0: a practical peak for this machine."""
   import jax
   import jax.numpy as jnp
+
   x = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
   f = jax.jit(lambda a: a @ a)
   seconds = statistics.median(timed(lambda: f(x).block_until_ready(), steps, 1))
-  return 2 * n ** 3 / seconds / 1e9
+  return 2 * n**3 / seconds / 1e9
 
 
 def peak_gflops(option, dtype, cache={}):
@@ -166,8 +197,13 @@ def peak_gflops(option, dtype, cache={}):
 def per_clip_cost(compiled, clips_per_device, clips_per_s, peak):
   """FLOPs and bytes per clip from XLA's cost analysis, and the fraction of `peak` reached."""
   flops, nbytes = cost(compiled)
-  row = {"gflop_per_clip": None, "mb_per_clip": None, "gflops": None, "of_peak": None,
-         "peak_gflops": None if peak is None else round(peak, 1)}
+  row = {
+    "gflop_per_clip": None,
+    "mb_per_clip": None,
+    "gflops": None,
+    "of_peak": None,
+    "peak_gflops": None if peak is None else round(peak, 1),
+  }
   if flops:
     row["gflop_per_clip"] = round(flops / clips_per_device / 1e9, 3)
     row["gflops"] = round(flops / clips_per_device * clips_per_s / 1e9, 1)
@@ -182,7 +218,7 @@ def temp_mib(compiled):
   """XLA's temporary buffers of one call (activations kept for the backward pass), MiB; on CPU
   these live in host memory, so they bound the step's share of the process RSS."""
   try:
-    return round(compiled.memory_analysis().temp_size_in_bytes / 2 ** 20)
+    return round(compiled.memory_analysis().temp_size_in_bytes / 2**20)
   except Exception:  # not every backend implements it
     return None
 
@@ -222,17 +258,22 @@ def stored_batch(batch, stored_samples, clip_samples, n_classes, seed=0):
   """A host batch as featex_jax.input_pipeline delivers it: int16 clips, lengths, cut offsets, labels,
   mask (all real clips)."""
   import numpy as np
+
   rng = np.random.default_rng(seed)
   tiled = -(-clip_samples // stored_samples) * stored_samples  # offsets range as the reference's cut
-  return {"audio": (rng.standard_normal((batch, stored_samples)) * 1600).astype(np.int16),
-          "lengths": np.full(batch, stored_samples, np.int32),
-          "offsets": rng.integers(0, tiled - clip_samples + 1, batch).astype(np.int32),
-          "labels": rng.integers(0, n_classes, batch).astype(np.int32), "mask": np.ones(batch, bool)}
+  return {
+    "audio": (rng.standard_normal((batch, stored_samples)) * 1600).astype(np.int16),
+    "lengths": np.full(batch, stored_samples, np.int32),
+    "offsets": rng.integers(0, tiled - clip_samples + 1, batch).astype(np.int32),
+    "labels": rng.integers(0, n_classes, batch).astype(np.int32),
+    "mask": np.ones(batch, bool),
+  }
 
 
 def reference_config(dtype, clip_samples=None):
   """configs/dcase2023.py (batch 64, 288,000-sample clips) with the network dtype set."""
   from configs import dcase2023
+
   config = dcase2023.get_config()
   config.model.dtype = dtype
   if clip_samples:
@@ -245,10 +286,17 @@ def timing_row(args, dtype, n_devices, batch, compiled, compile_s, times, unit):
   compile time, XLA's temporary memory and per-clip cost. `unit` names the time columns."""
   seconds = statistics.median(times)
   clips_per_s = batch / seconds
-  row = {"dtype": dtype, "devices": n_devices, "batch": batch, "compile_s": round(compile_s, 1),
-         f"{unit}_s": round(seconds, 3), f"{unit}_min_s": round(min(times), 3),
-         f"{unit}_max_s": round(max(times), 3), "clips_per_s": round(clips_per_s, 2),
-         "xla_temp_mib": temp_mib(compiled)}
+  row = {
+    "dtype": dtype,
+    "devices": n_devices,
+    "batch": batch,
+    "compile_s": round(compile_s, 1),
+    f"{unit}_s": round(seconds, 3),
+    f"{unit}_min_s": round(min(times), 3),
+    f"{unit}_max_s": round(max(times), 3),
+    "clips_per_s": round(clips_per_s, 2),
+    "xla_temp_mib": temp_mib(compiled),
+  }
   row.update(per_clip_cost(compiled, batch / n_devices, clips_per_s, peak_gflops(args.peak_gflops, dtype)))
   return row
 
@@ -259,12 +307,15 @@ def sweep(args, measure, benchmark, time_column, describe="", extra=None):
   other_load = OtherLoad()
   set_fake_devices(args.fake_devices)
   import jax
+
   device_counts = args.devices or [jax.device_count()]
   if max(device_counts) > jax.device_count():
     sys.exit(f"--devices {max(device_counts)} but only {jax.device_count()} devices here (try --fake-devices)")
   info = machine()
-  print(f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
-        f"load {info['load_avg_1m']}, clip {args.clip_samples} samples{describe}")
+  print(
+    f"{info['cpu']} ({info['cpu_cores']} cores), {info['backend']} x{info['devices']}, jax {info['jax']}, "
+    f"load {info['load_avg_1m']}, clip {args.clip_samples} samples{describe}"
+  )
   rows = []
   for dtype in args.dtype:
     for n_devices in device_counts:
@@ -275,11 +326,38 @@ def sweep(args, measure, benchmark, time_column, describe="", extra=None):
         rows.append(measure(args, dtype, n_devices, batch))
         print(f"  done: {rows[-1]}", flush=True)
   print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB")
-  print_table(rows, ["dtype", "devices", "batch", "compile_s", time_column, "clips_per_s",
-                     "gflop_per_clip", "mb_per_clip", "gflops", "of_peak", "xla_temp_mib"])
+  print_table(
+    rows,
+    [
+      "dtype",
+      "devices",
+      "batch",
+      "compile_s",
+      time_column,
+      "clips_per_s",
+      "gflop_per_clip",
+      "mb_per_clip",
+      "gflops",
+      "of_peak",
+      "xla_temp_mib",
+    ],
+  )
   other = other_load.cores()
   print(f"other processes kept {other} cores busy meanwhile")
-  append_record(args.json, {"benchmark": benchmark, "command": " ".join(sys.argv), **info, "note": args.note,
-                            "other_cores_busy": other, "peak_rss_mib": round(peak_rss_mib()),
-                            "clip_samples": args.clip_samples, "stored_seconds": args.stored_seconds,
-                            **(extra or {}), "steps": args.steps, "warmup": args.warmup, "rows": rows})
+  append_record(
+    args.json,
+    {
+      "benchmark": benchmark,
+      "command": " ".join(sys.argv),
+      **info,
+      "note": args.note,
+      "other_cores_busy": other,
+      "peak_rss_mib": round(peak_rss_mib()),
+      "clip_samples": args.clip_samples,
+      "stored_seconds": args.stored_seconds,
+      **(extra or {}),
+      "steps": args.steps,
+      "warmup": args.warmup,
+      "rows": rows,
+    },
+  )

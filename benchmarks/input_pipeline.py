@@ -14,6 +14,7 @@ process's RSS does not grow with the dataset (it holds `prefetch` batches, not t
 --cold asks the kernel to drop the cache file from the page cache (posix_fadvise DONTNEED)
 before each epoch, so reads come from the disk; otherwise they mostly come from RAM.
 """
+
 import concurrent.futures
 import multiprocessing
 import os
@@ -30,8 +31,12 @@ def parse_args(argv):
   source.add_argument("--data", nargs="+", help="data roots holding machine folders (training clips are read)")
   source.add_argument("--generate", metavar="DIR", help="synthetic DCASE-format set here (made when missing)")
   p.add_argument("--machines", type=int, default=14, help="--generate: machine types (DCASE2023: 14)")
-  p.add_argument("--train-per-section", type=int, default=100,
-                 help="--generate: source training clips per machine type (DCASE2023: 990 + 10 target)")
+  p.add_argument(
+    "--train-per-section",
+    type=int,
+    default=100,
+    help="--generate: source training clips per machine type (DCASE2023: 990 + 10 target)",
+  )
   p.add_argument("--target-train-per-section", type=int, default=4, help="--generate: target training clips")
   p.add_argument("--seconds", type=float, default=10.0, help="--generate: clip length (DCASE2023: 10 s)")
   p.add_argument("--gen-workers", type=int, default=1, help="--generate: rendering processes")
@@ -48,6 +53,7 @@ def parse_args(argv):
 def build_cache(paths, cache_root):
   """In a child process: decode into the cache; (seconds, peak RSS MiB) of that process."""
   from featex_jax import input_pipeline
+
   start = time.perf_counter()
   input_pipeline.open_cache(paths, cache_root, sample_rate=16000, progress=False)
   return time.perf_counter() - start, harness.peak_rss_mib()
@@ -57,15 +63,23 @@ def training_set(args):
   """(training clips, roots): discovered under --data, or under a synthetic set made on first use."""
   from featex_jax.data import classes
   from featex_jax.data import layout
+
   roots = args.data
   if args.generate:
     out = pathlib.Path(args.generate)
     if not out.is_dir() or not any(out.iterdir()):
       from featex_jax import synthetic
+
       start = time.perf_counter()
-      synthetic.generate(out, machines=args.machines, train_per_section=args.train_per_section,
-                         target_train_per_section=args.target_train_per_section, test_per_section=0,
-                         seconds=args.seconds, workers=args.gen_workers)
+      synthetic.generate(
+        out,
+        machines=args.machines,
+        train_per_section=args.train_per_section,
+        target_train_per_section=args.target_train_per_section,
+        test_per_section=0,
+        seconds=args.seconds,
+        workers=args.gen_workers,
+      )
       print(f"generated {out} in {time.perf_counter() - start:.0f} s")
     roots = [str(out)]
   return classes.training_clips(layout.discover(roots)), roots
@@ -82,8 +96,10 @@ def drop_from_page_cache(path):
 def read_epochs(args, cache, labels, offsets, to_device, mesh):
   """(seconds, clips, bytes) to read --epochs epochs, each batch placed on the devices if asked."""
   import jax
+
   from featex_jax import input_pipeline
   from featex_jax import sharding
+
   reader = input_pipeline.BatchReader(cache, labels, prefetch=args.prefetch, workers=args.workers)
   clips = nbytes = 0
   start = time.perf_counter()
@@ -115,39 +131,67 @@ def main(argv=None):
     build_s, build_rss = pool.submit(build_cache, paths, cache_root).result()
 
   import psutil
+
   from featex_jax import input_pipeline
   from featex_jax import sharding
   from featex_jax.data import classes
+
   info = harness.machine()
   cache = input_pipeline.open_cache(paths, cache_root, sample_rate=16000, progress=False)
   labels = [classes.ClassTable.from_clips(clips).class_index(c) for c in clips]
-  offsets = input_pipeline.clip_offsets([input_pipeline.clip_key(c) for c in clips], cache.lengths, args.clip_samples, 0)
+  offsets = input_pipeline.clip_offsets(
+    [input_pipeline.clip_key(c) for c in clips], cache.lengths, args.clip_samples, 0
+  )
   mesh = sharding.data_mesh()
-  data_mib = os.path.getsize(cache.directory / "samples.bin") / 2 ** 20
-  rss_before = psutil.Process().memory_info().rss / 2 ** 20
-  print(f"{info['cpu']} ({info['cpu_cores']} cores), jax {info['jax']}, load {info['load_avg_1m']}: "
-        f"{len(clips)} training clips, cache {data_mib:.0f} MiB {cache.dtype.name} at {cache.directory} "
-        f"(built or checked in {build_s:.1f} s, peak RSS {build_rss:.0f} MiB)")
+  data_mib = os.path.getsize(cache.directory / "samples.bin") / 2**20
+  rss_before = psutil.Process().memory_info().rss / 2**20
+  print(
+    f"{info['cpu']} ({info['cpu_cores']} cores), jax {info['jax']}, load {info['load_avg_1m']}: "
+    f"{len(clips)} training clips, cache {data_mib:.0f} MiB {cache.dtype.name} at {cache.directory} "
+    f"(built or checked in {build_s:.1f} s, peak RSS {build_rss:.0f} MiB)"
+  )
   rows = []
   for to_device in (False, True):
     seconds, n_clips, nbytes = read_epochs(args, cache, labels, offsets, to_device, mesh)
-    rows.append({"mode": "device" if to_device else "host", "cold": args.cold, "epochs": args.epochs,
-                 "clips": n_clips, "seconds": round(seconds, 2), "clips_per_s": round(n_clips / seconds, 1),
-                 "mib_per_s": round(nbytes / seconds / 2 ** 20, 1)})
+    rows.append(
+      {
+        "mode": "device" if to_device else "host",
+        "cold": args.cold,
+        "epochs": args.epochs,
+        "clips": n_clips,
+        "seconds": round(seconds, 2),
+        "clips_per_s": round(n_clips / seconds, 1),
+        "mib_per_s": round(nbytes / seconds / 2**20, 1),
+      }
+    )
   peak = harness.peak_rss_mib()
   for row in rows:
     row.update(rss_before_mib=round(rss_before), peak_rss_mib=round(peak))
-  harness.print_table(rows, ["mode", "cold", "epochs", "clips", "seconds", "clips_per_s", "mib_per_s",
-                             "rss_before_mib", "peak_rss_mib"])
+  harness.print_table(
+    rows, ["mode", "cold", "epochs", "clips", "seconds", "clips_per_s", "mib_per_s", "rss_before_mib", "peak_rss_mib"]
+  )
   other = other_load.cores()
   print(f"other processes kept {other} cores busy meanwhile")
-  harness.append_record(args.json, {"benchmark": "input_pipeline", "command": " ".join(sys.argv), **info,
-                                    "note": args.note,
-                                    "other_cores_busy": other, "roots": roots, "training_clips": len(clips),
-                                    "cache_mib": round(data_mib), "cache_dtype": cache.dtype.name,
-                                    "cache_build_s": round(build_s, 1), "cache_build_peak_rss_mib": round(build_rss),
-                                    "batch": args.batch, "prefetch": args.prefetch, "workers": args.workers,
-                                    "rows": rows})
+  harness.append_record(
+    args.json,
+    {
+      "benchmark": "input_pipeline",
+      "command": " ".join(sys.argv),
+      **info,
+      "note": args.note,
+      "other_cores_busy": other,
+      "roots": roots,
+      "training_clips": len(clips),
+      "cache_mib": round(data_mib),
+      "cache_dtype": cache.dtype.name,
+      "cache_build_s": round(build_s, 1),
+      "cache_build_peak_rss_mib": round(build_rss),
+      "batch": args.batch,
+      "prefetch": args.prefetch,
+      "workers": args.workers,
+      "rows": rows,
+    },
+  )
 
 
 if __name__ == "__main__":
