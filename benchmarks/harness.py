@@ -6,6 +6,7 @@ first `import jax`, so nothing here imports JAX at module level.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -172,6 +173,7 @@ def cost(compiled):
   return analysis.get("flops"), analysis.get("bytes accessed")
 
 
+@functools.cache  # measured once per dtype and process
 def matmul_gflops(dtype, n=2048, steps=3):
   """Measured GFLOP/s of an n x n matmul in `dtype` on device 0: a practical peak for this machine."""
   import jax
@@ -183,14 +185,12 @@ def matmul_gflops(dtype, n=2048, steps=3):
   return 2 * n**3 / seconds / 1e9
 
 
-def peak_gflops(option, dtype, cache={}):
+def peak_gflops(option, dtype):
   """GFLOP/s to divide by, from --peak-gflops; None when not wanted."""
   if option == "none":
     return None
   if option == "matmul":
-    if dtype not in cache:
-      cache[dtype] = matmul_gflops(dtype)
-    return cache[dtype]
+    return matmul_gflops(dtype)
   return float(option)
 
 
