@@ -9,9 +9,9 @@ and a scatter). This module holds drop-in replacements that compute the same fun
 - `conv_general_dilated`: a strided convolution becomes a stride-1 convolution of the
   stride phases of its input (space-to-depth), which XLA runs, and differentiates, with
   its fast stride-1 kernels; anything else goes to `lax.conv_general_dilated` unchanged.
-- `max_pool`: XLA's forward reduce-window, with a gradient that goes to the FIRST maximum
-  of each window in row-major window order (XLA's select-and-scatter tie rule), computed
-  with masks instead of a scatter.
+- `max_pool`: the maximum of the window's slices, with a gradient that goes to the FIRST
+  maximum of each window in row-major window order (XLA's select-and-scatter tie rule),
+  computed with masks instead of a scatter.
 - `compiler_options`: for the training step, XLA's own (Eigen) convolution kernels instead
   of YNNPACK's, whose weight gradients ran about 2x slower.
 
@@ -159,12 +159,9 @@ def max_pool(inputs, window_shape, strides=None, padding="VALID"):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool(x, window, strides, geometry):
-  """`geometry`: per spatial axis (input size, pad before, pad after, output size).
-
-  The forward pass is XLA's reduce-window: its result is stored, whereas a maximum of
-  slices would be fused into the backward pass and recomputed there for every mask."""
-  pads = [(0, 0), *((lo, hi) for _, lo, hi, _ in geometry), (0, 0)]
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads)
+  """`geometry`: per spatial axis (input size, pad before, pad after, output size). Without a
+  gradient (inference): the maximum of the window's slices, 3x faster than a reduce-window."""
+  return functools.reduce(jnp.maximum, _window_slices(x, window, strides, geometry))
 
 
 def _window_slices(x, window, strides, geometry):
@@ -177,7 +174,10 @@ def _window_slices(x, window, strides, geometry):
 
 
 def _max_pool_forward(x, window, strides, geometry):
-  y = _max_pool(x, window, strides, geometry)
+  """With a gradient (training): XLA's reduce-window, whose result XLA stores; a maximum of
+  slices would be fused into the backward pass and recomputed there for every mask."""
+  pads = [(0, 0), *((lo, hi) for _, lo, hi, _ in geometry), (0, 0)]
+  y = lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads)
   return y, (x, y)
 
 

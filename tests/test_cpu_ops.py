@@ -126,6 +126,7 @@ def test_max_pool_and_its_gradient_equal_xlas_with_the_first_maximum_taking_ties
   cotangent = rng.normal(size=y.shape).astype(np.float32)
   xla_y, xla_vjp = jax.vjp(lambda x: nn.max_pool(x, window, strides, padding), x)
   np.testing.assert_array_equal(y, xla_y)
+  np.testing.assert_array_equal(cpu_ops.max_pool(x, window, strides, padding), xla_y)  # no gradient: other code
   assert_close(vjp(cotangent)[0], xla_vjp(cotangent)[0], rtol=1e-6)  # only the summation order differs
   exact_y, exact_grad = first_max_pool_numpy(x, window, strides, padding, cotangent)
   np.testing.assert_array_equal(y, exact_y)
