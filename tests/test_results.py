@@ -4,18 +4,9 @@ import json
 
 import numpy as np
 import pytest
+import section_scores
 
 from featex_jax import results
-
-
-def _labelled(rng, machine, section, n=40, names=None):
-  is_anomaly = np.arange(n) % 2 == 1
-  is_target = np.arange(n) % 4 >= 2
-  scores = (rng.normal(size=n) + is_anomaly).astype(np.float32)
-  names = names or [f"section_{section:02d}_{i:04d}.wav" for i in range(n)]
-  return results.SectionScores(
-    machine, section, names, scores, (scores > 0.8).astype(int), is_anomaly, is_target, threshold=0.8
-  )
 
 
 def test_section_ids():
@@ -24,17 +15,8 @@ def test_section_ids():
     results.section_id("section_ab")
 
 
-def _evaluation(ci95=False):
-  rng = np.random.default_rng(5)
-  unlabelled = results.SectionScores(
-    "valve", 1, [f"section_01_{i:04d}.wav" for i in range(6)], np.arange(6.0), np.zeros(6, int)
-  )
-  sections = [_labelled(rng, "fan", 0), _labelled(rng, "fan", 1), _labelled(rng, "pump", 0), unlabelled]
-  return results.compute(sections, ci95=ci95)
-
-
 def test_results_json_holds_every_figure_and_the_metadata(tmp_path):
-  evaluation = _evaluation(ci95=True)
+  evaluation = section_scores.evaluation(ci95=True)
   results.write_results(
     tmp_path / "results.json", evaluation, metadata={"checkpoint_step": 120, "data_roots": ["/data/dev"]}
   )
@@ -54,7 +36,7 @@ def test_results_json_holds_every_figure_and_the_metadata(tmp_path):
 
 
 def test_table_shows_sections_means_official_score_and_unlabelled_sections():
-  evaluation = _evaluation()
+  evaluation = section_scores.evaluation()
   table = results.format_table(evaluation)
   fan = evaluation.metrics[("fan", "00")]
   assert f"fan      00   {100 * fan.auc_source:.2f}  {100 * fan.auc_target:.2f}" in table
@@ -73,9 +55,15 @@ def test_members_evaluated_alone_are_reported_with_mean_and_std(tmp_path):
   rng = np.random.default_rng(7)
   members = []
   for k in range(3):
-    sections = [_labelled(rng, "fan", 0), _labelled(rng, "fan", 1), _labelled(rng, "pump", 0)]
+    sections = [
+      section_scores.labelled(rng, "fan", 0),
+      section_scores.labelled(rng, "fan", 1),
+      section_scores.labelled(rng, "pump", 0),
+    ]
     members.append(results.MemberResult(f"runs/x/member_{k}", 10, results.compute(sections, ci95=False).summary))
-  ensemble = results.compute([_labelled(rng, "fan", 0), _labelled(rng, "pump", 0)], ci95=False, members=members)
+  ensemble = results.compute(
+    [section_scores.labelled(rng, "fan", 0), section_scores.labelled(rng, "pump", 0)], ci95=False, members=members
+  )
   stats = results.member_statistics(members)
   official = [m.summary["official_score"] for m in members]
   assert stats["n_runs"] == 3

@@ -5,25 +5,12 @@ import os
 
 import numpy as np
 import pytest
+import section_scores
 
 from featex_jax import dcase_metrics
 from featex_jax import results
 from featex_jax import submission
 from featex_jax.data.errors import DataError
-
-
-def _labelled(rng, machine, section, n=40, names=None):
-  is_anomaly = np.arange(n) % 2 == 1
-  is_target = np.arange(n) % 4 >= 2
-  scores = (rng.normal(size=n) + is_anomaly).astype(np.float32)
-  names = names or [f"section_{section:02d}_{i:04d}.wav" for i in range(n)]
-  return results.SectionScores(
-    machine, section, names, scores, (scores > 0.8).astype(int), is_anomaly, is_target, threshold=0.8
-  )
-
-
-def _listing(directory):
-  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
 def test_submission_files_have_the_official_names_and_rows(tmp_path):
@@ -55,19 +42,19 @@ def test_submission_round_trip_is_exact(tmp_path, dtype):
 def test_a_bad_section_leaves_no_file_behind(tmp_path):
   rng = np.random.default_rng(1)
   (tmp_path / "anomaly_score_fan_section_00_test.csv").write_text("old\n")
-  good = _labelled(rng, "fan", 0)
+  good = section_scores.labelled(rng, "fan", 0)
   scores = good.scores.copy()
   scores[3] = np.nan
   bad = results.SectionScores("pump", 0, good.file_names, scores, good.decisions)
   with pytest.raises(ValueError, match=r"pump section 00: 1 score\(s\) are NaN or Inf: section_00_0003\.wav"):
     submission.write_submissions(tmp_path, [good, bad])
-  assert _listing(tmp_path) == ["anomaly_score_fan_section_00_test.csv"]
+  assert section_scores.listing(tmp_path) == ["anomaly_score_fan_section_00_test.csv"]
   assert (tmp_path / "anomaly_score_fan_section_00_test.csv").read_text() == "old\n"
 
 
 def test_a_failure_while_writing_leaves_no_file_behind(tmp_path, monkeypatch):
   rng = np.random.default_rng(2)
-  sections = [_labelled(rng, "fan", 0), _labelled(rng, "pump", 0)]
+  sections = [section_scores.labelled(rng, "fan", 0), section_scores.labelled(rng, "pump", 0)]
   real_write_text, calls = submission.files.write_text, []
 
   def failing_write_text(path, text):
@@ -79,7 +66,7 @@ def test_a_failure_while_writing_leaves_no_file_behind(tmp_path, monkeypatch):
   monkeypatch.setattr(submission.files, "write_text", failing_write_text)
   with pytest.raises(OSError, match="disk full"):
     submission.write_submissions(tmp_path, sections)
-  assert _listing(tmp_path) == []
+  assert section_scores.listing(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -96,7 +83,7 @@ def test_invalid_submissions_are_refused(tmp_path, change, message):
   fields.update(change)
   with pytest.raises(ValueError, match=message):
     submission.write_submissions(tmp_path, [results.SectionScores(**fields)])
-  assert _listing(tmp_path) == []
+  assert section_scores.listing(tmp_path) == []
 
 
 def _write_ground_truth(root, machine, section, names, is_anomaly, is_target, full_names=None):
@@ -121,7 +108,7 @@ def _full_name(i, anomaly, target):
 def test_submission_files_evaluated_against_official_ground_truth(tmp_path):
   rng = np.random.default_rng(3)
   truth, team = tmp_path / "truth", tmp_path / "team"
-  sections = [_labelled(rng, "ToyDrone", 0), _labelled(rng, "bandsaw", 0, n=30)]
+  sections = [section_scores.labelled(rng, "ToyDrone", 0), section_scores.labelled(rng, "bandsaw", 0, n=30)]
   for s in sections:
     full = [_full_name(i, a, t) for i, (a, t) in enumerate(zip(s.is_anomaly, s.is_target))]
     _write_ground_truth(truth, s.machine, 0, s.file_names, s.is_anomaly, s.is_target, full)
@@ -148,7 +135,7 @@ def test_submission_files_evaluated_against_official_ground_truth(tmp_path):
 
 def test_ground_truth_that_does_not_cover_the_files_is_an_error(tmp_path):
   rng = np.random.default_rng(4)
-  s = _labelled(rng, "fan", 0, n=8)
+  s = section_scores.labelled(rng, "fan", 0, n=8)
   _write_ground_truth(tmp_path / "truth", "fan", 0, s.file_names[:-1], s.is_anomaly[:-1], s.is_target[:-1])
   submission.write_submissions(tmp_path / "team", [s])
   not_covered = r"fan section 00: .* 1 scored file\(s\) not in the ground truth: section_00_0007\.wav"
@@ -164,7 +151,7 @@ def test_ground_truth_that_does_not_cover_the_files_is_an_error(tmp_path):
 
 def test_evaluating_a_submission_from_the_command_line(tmp_path, capsys):
   rng = np.random.default_rng(6)
-  s = _labelled(rng, "fan", 0, n=12)
+  s = section_scores.labelled(rng, "fan", 0, n=12)
   _write_ground_truth(tmp_path / "truth", "fan", 0, s.file_names, s.is_anomaly, s.is_target)
   submission.write_submissions(tmp_path / "team", [s])
   submission.main(
