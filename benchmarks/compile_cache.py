@@ -34,35 +34,33 @@ def child(args):
   """One 'run': enable the cache, compile the train step and the embedding program."""
   harness.set_fake_devices(args.devices if args.devices > 1 else 0)
   import jax
-  from jax.sharding import NamedSharding
-  from jax.sharding import PartitionSpec as P
 
   from featex_jax import compilation_cache
   from featex_jax import cpu_ops
-  from featex_jax import evaluate
+  from featex_jax import embedding
   from featex_jax import model as model_lib
+  from featex_jax import sharding
+  from featex_jax import state as state_lib
   from featex_jax import train
 
   hits = []
   jax.monitoring.register_event_listener(lambda event, **_: hits.append(event))
   compilation_cache.enable(args.child)
   config = harness.reference_config("float32")
-  mesh = train.data_mesh(jax.devices()[: args.devices])
-  heads = train.heads_for(config, args.classes)
+  mesh = sharding.data_mesh(jax.devices()[: args.devices])
+  heads = state_lib.heads_for(config, args.classes)
   network = model_lib.create_model(config.model)
-  state = train.replicate(train.create_train_state(config, network, heads, jax.random.key(0)), mesh)
+  state = sharding.replicate(state_lib.create_train_state(config, network, heads, jax.random.key(0)), mesh)
   host = harness.stored_batch(args.batch, 10 * config.data.sample_rate, config.data.clip_samples, args.classes)
-  batch = train.global_batch(host, mesh)
+  batch = sharding.global_batch(host, mesh)
   step = train.parallel_train_step(
     train.make_train_step(config, network, heads, args.classes),
     mesh,
     cpu_ops.compiler_options(config.model.cpu_kernels),
   )
   _, train_s = harness.compile_seconds(step, state, batch, train.step_key(0, 0))
-  variables = jax.device_put(
-    {"params": state.params["backbone"], "batch_stats": state.batch_stats}, NamedSharding(mesh, P())
-  )
-  embed = evaluate.embedding_fn(network, config.data.clip_samples, mesh)
+  variables = sharding.replicate({"params": state.params["backbone"], "batch_stats": state.batch_stats}, mesh)
+  embed = embedding.embedding_fn(network, config, mesh)
   _, embed_s = harness.compile_seconds(embed, variables, batch["audio"], batch["lengths"], batch["offsets"])
   print(
     json.dumps(

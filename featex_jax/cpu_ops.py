@@ -12,8 +12,8 @@ and a scatter). This module holds drop-in replacements that compute the same fun
 - `max_pool`: the maximum of the window's slices, with a gradient that goes to the FIRST
   maximum of each window in row-major window order (XLA's select-and-scatter tie rule),
   computed with masks instead of a scatter.
-- `compiler_options`: for the training step, XLA's own (Eigen) convolution kernels instead
-  of YNNPACK's, whose weight gradients ran about 2x slower.
+- `compiler_options`: for the training step and the embedding program, XLA's own (Eigen)
+  convolution kernels instead of YNNPACK's (weight gradients 2-4x faster, forward 1.2x).
 
 Pure functions, for any backend; model.py selects them with `model.cpu_kernels`, on the CPU
 only by default (nothing was measured elsewhere).
@@ -27,11 +27,11 @@ import jax.numpy as jnp
 from jax import lax
 
 SETTINGS = ("auto", "xla", "custom")
-# YNNPACK keeps the dots, elementwise ops and reductions, loses the single convolutions
-# (whose default also includes LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION in JAX 0.10.2).
+# XLA:CPU's default YNNPACK fusions in JAX 0.10.2 (dots, reductions, single convolutions;
+# elementwise ops stay XLA's) minus the single convolutions, which then run on Eigen.
 EIGEN_CONVOLUTIONS = {
   "xla_cpu_experimental_ynn_fusion_type": ",".join(
-    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT")
+    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "REDUCE", "INDIVIDUAL_DOT")
   )
 }
 # Strided convolutions on at most this many input channels are phase-split: the 1-channel
@@ -48,11 +48,11 @@ def wanted(setting):
 
 
 def compiler_options(setting):
-  """XLA compile options for the training step under `model.cpu_kernels`: EIGEN_CONVOLUTIONS
+  """XLA compile options for a program of the model under `model.cpu_kernels`: EIGEN_CONVOLUTIONS
   where the custom ops are wanted on the CPU backend and this XLA knows the option, else none.
 
-  YNNPACK's convolution weight gradients ran 2x slower than Eigen's on the benchmark CPUs
-  (BENCHMARKS.md), its forward passes no faster, so only the training step takes them.
+  With them the training step ran 1.6x and the embedding program 1.2x faster on the Intel
+  benchmark CPU (BENCHMARKS.md): YNNPACK's convolution weight gradients are 2-4x slower there.
   """
   if not wanted(setting) or jax.default_backend() != "cpu":
     return {}

@@ -14,6 +14,7 @@ import numpy as np
 
 from featex_jax import checkpoint
 from featex_jax import configuration
+from featex_jax import cpu_ops
 from featex_jax import detector
 from featex_jax import input_pipeline
 from featex_jax import model as model_lib
@@ -81,6 +82,7 @@ def embedding_fn(network, config, mesh):
     precision.with_matmul_precision(embed, config.model.matmul_precision),
     in_shardings=(replicated, split, split, split),
     out_shardings=split,
+    compiler_options=cpu_ops.compiler_options(config.model.get("cpu_kernels", "auto")),  # older runs: auto
   )
 
 

@@ -151,6 +151,9 @@ def test_training_compiler_options_keep_convolutions_off_ynnpack_and_the_results
   compiled = jax.jit(weight_grad, compiler_options=options).lower(x, kernel, g).compile()
   assert "__ynn_fusion" not in compiled.as_text()
   assert_close(compiled(x, kernel, g), jax.jit(weight_grad)(x, kernel, g))
+  # elementwise ops stay XLA's, as by default (YNNPACK ran the pool's strided maximum 8x slower)
+  pool = jax.jit(lambda x: cpu_ops.max_pool(x, (3, 3), (2, 2), "VALID"), compiler_options=options)
+  assert "__ynn_fusion" not in pool.lower(x).compile().as_text()
 
 
 def test_whole_model_loss_gradient_is_the_same_with_either_ops():
