@@ -20,8 +20,9 @@ def define_flags():
   flags.DEFINE_integer(
     "cpu_devices",
     4,
-    "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). XLA:CPU "
-    "trains about 2x faster on 4 devices than on 1 (BENCHMARKS.md); GPU/TPU runs are unaffected.",
+    "Split the CPU into N XLA devices (0: leave XLA_FLAGS alone). 2x faster than 1 device with "
+    "XLA's own ops on an AMD CPU; about even with cpu_kernels=auto on an Intel one (BENCHMARKS.md). "
+    "GPU/TPU runs are unaffected.",
   )
   flags.DEFINE_string("compilation_cache", None, compilation_cache.FLAG_HELP)
 
