@@ -96,7 +96,7 @@ def score_recordings(workdir, items, batch_size=16, progress=True):
     member_scores.append(scores)
   scores = detector.combine_scores(member_scores, scoring_info["ensemble_reduce"])
   thresholds = np.array([scoring_info["thresholds"][k] for k in keys])
-  return scores, (scores > thresholds).astype(np.int64)
+  return scores, detector.decisions(scores, thresholds)
 
 
 def _decode(items, sample_rate):
