@@ -16,6 +16,7 @@ from absl import logging
 
 from featex_jax import compilation_cache
 from featex_jax import errors
+from featex_jax import host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string(
@@ -47,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run_command(app.run, main)
+  errors.run_command(host_memory.run_with_allocator, app.run, main)

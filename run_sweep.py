@@ -24,6 +24,7 @@ from ml_collections import config_flags
 from configs import variants as variants_lib
 from featex_jax import configuration
 from featex_jax import errors
+from featex_jax import host_memory
 from featex_jax import launch
 
 FLAGS = flags.FLAGS
@@ -75,4 +76,4 @@ def config_argument(argv):
 
 
 if __name__ == "__main__":
-  errors.run_command(lambda: app.run(main, argv=config_argument(sys.argv)))
+  errors.run_command(host_memory.run_with_allocator, lambda: app.run(main, argv=config_argument(sys.argv)))

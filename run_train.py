@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 from featex_jax import configuration
 from featex_jax import errors
+from featex_jax import host_memory
 from featex_jax import launch
 
 FLAGS = flags.FLAGS
@@ -57,4 +58,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run_command(lambda: app.run(main, argv=configuration.default_config_argument(sys.argv)))
+  errors.run_command(
+    host_memory.run_with_allocator, lambda: app.run(main, argv=configuration.default_config_argument(sys.argv))
+  )

@@ -21,6 +21,8 @@ import sys
 
 import harness
 
+from featex_jax import host_memory
+
 
 def parse_args(argv):
   p = harness.parser(__doc__)
@@ -131,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  host_memory.run_with_allocator(main)  # as the command lines run: featex_jax/host_memory.py

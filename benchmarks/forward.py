@@ -12,6 +12,8 @@ calls after --warmup untimed ones, each waited for with block_until_ready.
 
 import harness
 
+from featex_jax import host_memory
+
 
 def parse_args(argv):
   p = harness.parser(__doc__)
@@ -54,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  host_memory.run_with_allocator(main)  # as the command lines run: featex_jax/host_memory.py

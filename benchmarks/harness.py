@@ -89,8 +89,11 @@ def set_fake_devices(n):
 
 
 def machine():
-  """Where and when a figure was measured: CPU model, cores, load, JAX version and devices."""
+  """Where and when a figure was measured: CPU model, cores, load, JAX version, devices and the
+  host allocator."""
   import jax
+
+  from featex_jax import host_memory
 
   model = platform.processor() or "unknown"
   try:
@@ -111,6 +114,7 @@ def machine():
     "device_kind": device.device_kind,
     "devices": jax.device_count(),
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "host_allocator": host_memory.in_effect(),
   }
 
 

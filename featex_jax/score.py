@@ -22,6 +22,7 @@ from featex_jax import detector
 from featex_jax import embedding
 from featex_jax import evaluate
 from featex_jax import files
+from featex_jax import host_memory
 from featex_jax import input_pipeline
 from featex_jax.data import audio as audio_io
 from featex_jax.data import classes as classes_lib
@@ -139,4 +140,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  run_command(main)
+  run_command(host_memory.run_with_allocator, main)
