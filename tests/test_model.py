@@ -3,6 +3,7 @@
 import functools
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,9 +126,7 @@ def test_masked_batch_norm_uses_the_statistics_of_the_real_rows(shape, real):
   rng = np.random.default_rng(len(shape))
   x = (rng.normal(size=shape) * rng.uniform(0.5, 3, shape[-1]) + rng.normal(size=shape[-1])).astype(np.float32)
   rows = np.asarray(real, bool)
-  make = lambda mask: model_lib.RowMaskedBatchNorm(
-    use_running_average=False, momentum=0.9, epsilon=1e-3, use_fast_variance=False, rows=mask
-  )
+  make = lambda mask: model_lib.RowMaskedBatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3, rows=mask)
   variables = {
     "params": {
       "scale": rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32),
@@ -150,6 +149,32 @@ def test_masked_batch_norm_uses_the_statistics_of_the_real_rows(shape, real):
   alone, alone_state = make(None).apply(variables, x[rows], mutable=["batch_stats"])
   np.testing.assert_allclose(y[rows], alone, rtol=1e-5, atol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state, alone_state)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_masked_batch_norm_equals_flax_batch_norm_with_its_mask(train):
+  """Outputs, running statistics and input/parameter gradients equal Flax's BatchNorm (two-pass
+  variance) given the broadcast row mask, whose counting this module replaces."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(1.0, 2.0, (6, 9, 8, 5)).astype(np.float32))
+  rows = jnp.asarray([True, True, False, True, True, False])
+  ours = model_lib.RowMaskedBatchNorm(use_running_average=not train, momentum=0.9, rows=rows)
+  flax_bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3, use_fast_variance=False)
+  variables = flax_bn.init(jax.random.key(0), x, mask=rows[:, None, None, None])
+  variables = jax.tree.map(lambda v: v + rng.uniform(0.1, 0.5, v.shape).astype(np.float32), variables)
+
+  def apply(module, v, inputs, **kwargs):
+    y, state = module.apply(v, inputs, mutable=["batch_stats"], **kwargs)
+    return jnp.sum(jnp.sin(y)), (y, state)
+
+  kwargs = {"mask": rows[:, None, None, None]} if train else {}
+  (_, (y, state)), grads = jax.value_and_grad(apply, argnums=(1, 2), has_aux=True)(ours, variables, x)
+  (_, (y_flax, state_flax)), grads_flax = jax.value_and_grad(
+    lambda v, inputs: apply(flax_bn, v, inputs, **kwargs), argnums=(0, 1), has_aux=True
+  )(variables, x)
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6)
+  close(y, y_flax)
+  jax.tree.map(close, (state, grads), (state_flax, grads_flax))
 
 
 def test_a_padded_batch_trains_the_network_as_its_real_clips(variables, clips):
