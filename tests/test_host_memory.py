@@ -16,8 +16,8 @@ GLIBC = (2, 36)
 TCMALLOC = "libtcmalloc_minimal.so.4"
 
 
-def environment(tcmalloc=None, glibc=GLIBC, **environ):
-  return host_memory.environment(environ, tcmalloc, glibc)
+def environment(tcmalloc=None, glibc=GLIBC, huge_pages=True, **environ):
+  return host_memory.environment(environ, tcmalloc, glibc, huge_pages)
 
 
 def test_auto_prefers_tcmalloc_and_keeps_other_preloads():
@@ -53,22 +53,25 @@ def test_leaves_the_process_alone(environ):
   assert environment(TCMALLOC, **environ) == {}
 
 
-def test_old_or_other_c_library_runs_as_started_under_auto():
+def test_no_huge_pages_to_be_had_runs_as_started_under_auto():
   assert environment(glibc=(2, 31)) == {}
   assert environment(glibc=None) == {}
+  assert environment(huge_pages=False) == {}
+  assert environment(TCMALLOC, huge_pages=False)[host_memory.APPLIED_ENV] == "tcmalloc"
 
 
 @pytest.mark.parametrize(
-  ("environ", "tcmalloc", "glibc", "message"),
+  ("environ", "tcmalloc", "glibc", "huge_pages", "message"),
   [
-    ({"FEATEX_HOST_ALLOCATOR": "fast"}, None, GLIBC, "'fast' is not one of auto, tcmalloc, hugepages, system"),
-    ({"FEATEX_HOST_ALLOCATOR": "tcmalloc"}, None, GLIBC, "no tcmalloc library is installed"),
-    ({"FEATEX_HOST_ALLOCATOR": "hugepages"}, None, (2, 31), "needs glibc 2.35 or later; this is glibc 2.31"),
+    ({"FEATEX_HOST_ALLOCATOR": "fast"}, None, GLIBC, True, "'fast' is not one of auto, tcmalloc, hugepages, system"),
+    ({"FEATEX_HOST_ALLOCATOR": "tcmalloc"}, None, GLIBC, True, "no tcmalloc library is installed"),
+    ({"FEATEX_HOST_ALLOCATOR": "hugepages"}, None, (2, 31), True, "2.35 or later .*; this is glibc 2.31$"),
+    ({"FEATEX_HOST_ALLOCATOR": "hugepages"}, None, GLIBC, False, "this is glibc 2.36, transparent huge pages are off"),
   ],
 )
-def test_impossible_choices_are_errors(environ, tcmalloc, glibc, message):
+def test_impossible_choices_are_errors(environ, tcmalloc, glibc, huge_pages, message):
   with pytest.raises(ConfigError, match=message):
-    host_memory.environment(environ, tcmalloc, glibc)
+    host_memory.environment(environ, tcmalloc, glibc, huge_pages)
 
 
 # The child mallocs and touches 256 MiB twice (freeing it between), as XLA:CPU does with a
@@ -113,13 +116,6 @@ def run_child(setting):
   return applied, mapped == "True", int(first), int(second)
 
 
-def transparent_huge_pages():
-  try:
-    return "[never]" not in pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-  except OSError:
-    return False
-
-
 PAGES_4K = (1 << 28) // 4096  # a fresh 256 MiB buffer faulted in 4 KiB at a time
 
 
@@ -133,7 +129,7 @@ def test_system_faults_every_page_of_every_fresh_buffer():
   sys.platform != "linux" or (host_memory.glibc_version() or (0, 0)) < host_memory.HUGE_PAGES_GLIBC,
   reason="glibc's huge-page tunable needs Linux with glibc 2.35+",
 )
-@pytest.mark.skipif(not transparent_huge_pages(), reason="transparent huge pages are off on this kernel")
+@pytest.mark.skipif(not host_memory.transparent_huge_pages(), reason="transparent huge pages are off on this kernel")
 def test_huge_pages_fault_a_fresh_buffer_in_far_fewer_faults():
   applied, mapped, first, second = run_child("hugepages")
   assert (applied, mapped) == ("hugepages", False)
