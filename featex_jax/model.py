@@ -62,8 +62,7 @@ def row_masked_moments(x, rows=None):
   x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
   axes = tuple(range(x.ndim - 1))
   if rows is None:
-    mean = x.mean(axes)
-    return mean, jnp.square(x - mean).mean(axes)
+    rows = jnp.ones(x.shape[0], bool)  # a constant: XLA folds the selects away
   keep = rows.reshape((-1,) + (1,) * (x.ndim - 1))
   count = rows.sum(dtype=x.dtype) * (x.size // (x.shape[0] * x.shape[-1]))
   mean = jnp.where(keep, x, 0).sum(axes) / count
